@@ -1,0 +1,50 @@
+"""tilewise: exact, bounded-memory, parallel tile-by-tile processing of large images.
+
+    import tilewise as tw
+    dem = tw.open("dem.tif")
+    smooth = tw.map(scipy.ndimage.uniform_filter, dem, margin=4, size=9)
+    tw.save(smooth, "smooth.tif", memory="1GiB")
+"""
+
+from .errors import (
+    BudgetError,
+    GridMismatchError,
+    InputError,
+    MarginError,
+    OutputError,
+    OutputExistsError,
+    ParameterError,
+    TileError,
+    TilewiseError,
+    UnpicklableFunctionError,
+    UnsupportedFormatError,
+)
+from .graph import Image, TileInfo
+from .ops import Op, map, op, open
+from .run import Progress, Report, compute, save
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetError",
+    "GridMismatchError",
+    "Image",
+    "InputError",
+    "MarginError",
+    "Op",
+    "OutputError",
+    "OutputExistsError",
+    "ParameterError",
+    "Progress",
+    "Report",
+    "TileError",
+    "TileInfo",
+    "TilewiseError",
+    "UnpicklableFunctionError",
+    "UnsupportedFormatError",
+    "compute",
+    "map",
+    "op",
+    "open",
+    "save",
+]

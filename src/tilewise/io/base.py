@@ -1,0 +1,104 @@
+"""The two interfaces every format implements: a `Source` reads windows, a `Sink` writes tiles.
+
+Both are small picklable values. They hold paths and open files lazily inside whichever process
+and thread uses them, so a worker process never receives an open file handle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import OutputExistsError
+from ..regions import Box
+
+
+@dataclass(frozen=True, eq=False)
+class Source(ABC):
+    """A readable n-d array: a file on disk or an array in memory."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    axes: tuple[str, ...]
+    blocks: tuple[int, ...]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    @abstractmethod
+    def read(self, box: Box) -> np.ndarray:
+        """The pixels of `box`, as an array the caller may not write to."""
+
+    def for_processes(self) -> Source:
+        """A form of this source that can be pickled cheaply into worker processes."""
+        return self
+
+    def release(self) -> None:
+        """Free what `for_processes` set up."""
+
+
+@dataclass(frozen=True, eq=False)
+class Sink(ABC):
+    """A new output file, written tile by tile into a staging path and moved into place last."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    axes: tuple[str, ...]
+    chunks: tuple[int, ...]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    #: Whether tiles may be written concurrently from workers (else the driver writes them).
+    parallel_writes: ClassVar[bool] = False
+    suffixes: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def staging(self) -> str:
+        return self.path + ".partial"
+
+    @classmethod
+    def check(cls, shape: tuple[int, ...], dtype: np.dtype, axes: tuple[str, ...],
+              path: str) -> None:
+        """Raise a `TilewiseError` if this format cannot hold such an image."""
+
+    @classmethod
+    @abstractmethod
+    def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
+        """The chunk shape this format is written in; tiles are whole multiples of it."""
+
+    @abstractmethod
+    def create(self) -> None:
+        """Create the empty staged output (called once, by the driver)."""
+
+    @abstractmethod
+    def write(self, box: Box, data: np.ndarray) -> None:
+        """Write one tile; `box` covers whole chunks except at the image end."""
+
+    def close(self) -> None:
+        """Flush and close whatever this process holds open."""
+
+    def commit(self, overwrite: bool) -> None:
+        """Move the finished staging path to the final path in one step."""
+        self.close()
+        if os.path.lexists(self.path):
+            if not overwrite:
+                raise OutputExistsError(f"output {self.path} appeared during the run")
+            _remove(self.path)
+        os.replace(self.staging, self.path)
+
+    def abort(self) -> None:
+        self.close()
+        if os.path.lexists(self.staging):
+            _remove(self.staging)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)

@@ -1,0 +1,128 @@
+"""GeoTIFF through rasterio (GDAL): any band count, tiled, compressed, BigTIFF when needed.
+
+A one-band file is an image with axes `("y", "x")`, a multi-band one `("c", "y", "x")`. GDAL
+datasets are not thread-safe, so reads use one dataset per thread and writes are made by the
+driver alone, into `NAME.partial`, which is renamed when the last tile is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from ..errors import InputError, UnsupportedFormatError
+from ..regions import Box
+from . import handles
+from .base import Sink, Source
+
+#: Block side of written GeoTIFFs (GDAL wants a multiple of 16).
+BLOCK = 512
+CREATION_OPTIONS = {"compress": "deflate", "zlevel": 1, "bigtiff": "if_safer",
+                    "num_threads": "1"}
+
+
+@dataclass(frozen=True, eq=False)
+class GeoTIFFSource(Source):
+    @classmethod
+    def open(cls, path: str) -> GeoTIFFSource:
+        try:
+            with rasterio.open(path) as ds:
+                count, height, width = ds.count, ds.height, ds.width
+                by, bx = ds.block_shapes[0]
+                dtype = np.dtype(ds.dtypes[0])
+                meta: dict[str, Any] = {"crs": ds.crs, "transform": ds.transform,
+                                        "nodata": ds.nodata}
+                if any(ds.descriptions):
+                    meta["band_names"] = tuple(d or f"band{i + 1}"
+                                               for i, d in enumerate(ds.descriptions))
+                if len(set(ds.dtypes)) > 1:
+                    raise InputError(f"{path} mixes band data types {set(ds.dtypes)}, "
+                                     "which tilewise cannot hold in one image")
+        except RasterioIOError as exc:
+            raise InputError(f"cannot read {path} as a raster: {exc}") from None
+        if count == 1:
+            return cls((height, width), dtype, ("y", "x"), (by, bx), meta, path)
+        return cls((count, height, width), dtype, ("c", "y", "x"), (count, by, bx), meta, path)
+
+    def read(self, box: Box) -> np.ndarray:
+        ds = handles.thread_handle(handles.version(self.path), rasterio.open)
+        rows, cols = box.slices[-2:]
+        window = Window.from_slices(rows, cols)
+        if len(self.shape) == 2:
+            data = ds.read(1, window=window)
+        else:
+            bands = box.slices[0]
+            data = ds.read(list(range(bands.start + 1, bands.stop + 1)), window=window)
+        data.flags.writeable = False
+        return data
+
+
+@dataclass(frozen=True, eq=False)
+class GeoTIFFSink(Sink):
+    suffixes: ClassVar[tuple[str, ...]] = (".tif", ".tiff")
+
+    @classmethod
+    def check(cls, shape: tuple[int, ...], dtype: np.dtype, axes: tuple[str, ...],
+              path: str) -> None:
+        if axes not in (("y", "x"), ("c", "y", "x")):
+            raise UnsupportedFormatError(
+                f"{path}: GeoTIFF holds images with axes ('y', 'x') or ('c', 'y', 'x'), "
+                f"not {axes}; write .zarr or .npy instead")
+        if dtype.kind == "b" or not rasterio.dtypes.check_dtype(dtype.name):
+            raise UnsupportedFormatError(
+                f"{path}: GeoTIFF cannot store data type {dtype}; cast it in the op (dtype=)")
+
+    @classmethod
+    def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
+        side = tuple(min(BLOCK, -(-n // 16) * 16) for n in shape[-2:])
+        return (shape[0], *side) if len(shape) == 3 else side
+
+    def create(self) -> None:
+        profile = self._profile()
+        ds = handles.process_handle((self.staging, 0),
+                                    lambda p: rasterio.open(p, "w", **profile))
+        names = self.meta.get("band_names")
+        if names is not None and len(names) == profile["count"]:
+            for i, name in enumerate(names, start=1):
+                ds.set_band_description(i, str(name))
+
+    def _profile(self) -> dict[str, Any]:
+        height, width = self.shape[-2:]
+        nodata = self.meta.get("nodata")
+        if nodata is not None and not _fits(nodata, self.dtype):
+            nodata = None
+        return {
+            "driver": "GTiff", "width": width, "height": height,
+            "count": self.shape[0] if len(self.shape) == 3 else 1,
+            "dtype": self.dtype.name, "crs": self.meta.get("crs"),
+            "transform": self.meta.get("transform"), "nodata": nodata, "tiled": True,
+            "blockysize": self.chunks[-2], "blockxsize": self.chunks[-1], **CREATION_OPTIONS,
+        }
+
+    def write(self, box: Box, data: np.ndarray) -> None:
+        ds = handles.process_handle((self.staging, 0), lambda p: rasterio.open(p, "r+"))
+        rows, cols = box.slices[-2:]
+        window = Window.from_slices(rows, cols)
+        if len(self.shape) == 2:
+            ds.write(data, 1, window=window)
+        else:
+            bands = box.slices[0]
+            ds.write(data, list(range(bands.start + 1, bands.stop + 1)), window=window)
+
+    def close(self) -> None:
+        for ds in handles.forget(self.staging):
+            ds.close()
+
+
+def _fits(value: float, dtype: np.dtype) -> bool:
+    if np.isnan(value):
+        return dtype.kind == "f"
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True

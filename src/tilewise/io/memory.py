@@ -1,0 +1,86 @@
+"""In-memory NumPy arrays as sources and as the sink of `Image.compute`.
+
+Worker processes receive an in-memory source through shared memory: the array is copied once
+into a `SharedMemory` block when a run starts, and every worker maps that block instead of
+receiving a copy per tile or per worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from ..regions import Box
+from . import handles
+from .base import Sink, Source
+
+
+@dataclass(frozen=True, eq=False)
+class ArraySource(Source):
+    array: np.ndarray | None = None
+
+    def read(self, box: Box) -> np.ndarray:
+        view = self.array[box.slices]
+        view.flags.writeable = False
+        return view
+
+    def for_processes(self) -> Source:
+        block = shared_memory.SharedMemory(create=True, size=max(1, self.array.nbytes))
+        np.ndarray(self.array.shape, self.array.dtype, buffer=block.buf)[...] = self.array
+        return SharedArraySource(self.shape, self.dtype, self.axes, self.blocks, self.meta,
+                                 None, block.name, _owner=block)
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    return shared_memory.SharedMemory(name=name)
+
+
+@dataclass(frozen=True, eq=False)
+class SharedArraySource(Source):
+    name: str = ""
+    _owner: shared_memory.SharedMemory | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_owner"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def read(self, box: Box) -> np.ndarray:
+        block = handles.process_handle((self.name, 0), _attach)
+        whole = np.ndarray(self.shape, self.dtype, buffer=block.buf)
+        view = whole[box.slices]
+        view.flags.writeable = False
+        return view
+
+    def release(self) -> None:
+        if self._owner is not None:
+            self._owner.close()
+            self._owner.unlink()
+
+
+@dataclass(frozen=True, eq=False)
+class ArraySink(Sink):
+    """Tiles gathered into one array in the driver's memory."""
+
+    array: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @classmethod
+    def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
+        return tuple(1 for _ in shape)
+
+    def create(self) -> None:
+        """The array exists already."""
+
+    def write(self, box: Box, data: np.ndarray) -> None:
+        self.array[box.slices] = data
+
+    def commit(self, overwrite: bool) -> None:
+        """Nothing to move."""
+
+    def abort(self) -> None:
+        """Nothing to remove."""

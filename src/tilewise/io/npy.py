@@ -1,0 +1,57 @@
+"""NumPy `.npy` files, memory-mapped: read without loading, written in place by any worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..axes import parse_axes
+from ..errors import InputError
+from ..regions import Box
+from . import handles
+from .base import Sink, Source
+
+
+def _open_read(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+@dataclass(frozen=True, eq=False)
+class NpySource(Source):
+    @classmethod
+    def open(cls, path: str, axes: str | tuple[str, ...] | None) -> NpySource:
+        try:
+            arr = _open_read(path)
+        except FileNotFoundError:
+            raise InputError(f"input {path} does not exist") from None
+        except (ValueError, OSError) as exc:
+            raise InputError(f"cannot read {path} as a .npy array: {exc}") from None
+        return cls(arr.shape, arr.dtype, parse_axes(axes, arr.ndim, path),
+                   tuple(1 for _ in arr.shape), {}, path)
+
+    def read(self, box: Box) -> np.ndarray:
+        return handles.process_handle(handles.version(self.path), _open_read)[box.slices]
+
+
+@dataclass(frozen=True, eq=False)
+class NpySink(Sink):
+    parallel_writes: ClassVar[bool] = True
+    suffixes: ClassVar[tuple[str, ...]] = (".npy",)
+
+    @classmethod
+    def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
+        return tuple(1 for _ in shape)
+
+    def create(self) -> None:
+        np.lib.format.open_memmap(self.staging, mode="w+", dtype=self.dtype, shape=self.shape)
+
+    def write(self, box: Box, data: np.ndarray) -> None:
+        arr = handles.process_handle(
+            (self.staging, 0), lambda p: np.lib.format.open_memmap(p, mode="r+"))
+        arr[box.slices] = data
+
+    def close(self) -> None:
+        for arr in handles.forget(self.staging):
+            arr.flush()

@@ -1,0 +1,191 @@
+"""The plan of a run: the tile shape, chosen from the memory budget, and a lazy job iterator.
+
+The tile shape comes from measurement, not folklore: the pipeline runs once on a small probe
+tile under `tracemalloc` (which sees every NumPy allocation, temporaries included), giving the
+peak bytes per pixel of the largest window the pipeline holds. Tiles are then grown, in whole
+units of the sink chunks (and source blocks, when that is cheap), while
+
+    workers * bytes_per_pixel * window_pixels(tile) + queued * output_bytes(tile) <= budget
+
+where `queued` counts finished tiles waiting for a single-writer sink such as GeoTIFF. Each tile
+covers whole sink chunks, so no two tiles ever write the same chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .axes import SPATIAL, UNSPLIT, count
+from .errors import BudgetError, ParameterError
+from .pipeline import Pipeline
+from .regions import Box, TileGrid
+
+#: Pixels of the probe tile (per splittable spatial extent: 256 x 256, 40 x 40 x 40).
+PROBE_PIXELS = 256 * 256
+#: Measured peaks are scaled by this, for allocations `tracemalloc` cannot see (GDAL, codecs).
+SAFETY = 1.25
+#: Tiles larger than this many pixels gain nothing (halo overhead is already small).
+MAX_TILE_PIXELS = 4096 * 4096
+#: Aim for at least this many tiles per worker, so that no worker idles at the end.
+TILES_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class Job:
+    index: tuple[int, ...]
+    box: Box
+
+
+@dataclass(frozen=True)
+class Plan:
+    grid: TileGrid
+    bytes_per_pixel: float
+    tile_bytes: int
+    workers: int
+    in_flight: int
+
+    def jobs(self) -> Iterator[Job]:
+        """Tile jobs in C order, made one at a time as the executor asks for them."""
+        return (Job(i, self.grid.box(i)) for i in self.grid.indices())
+
+    def __len__(self) -> int:
+        return len(self.grid)
+
+
+def probe(pipeline: Pipeline) -> float:
+    """Peak traced bytes per pixel of the largest node region, measured on one central tile."""
+    shape, axes = pipeline.outputs[0].shape, pipeline.outputs[0].axes
+    spatial = [a in SPATIAL for a in axes]
+    side = max(1, round(PROBE_PIXELS ** (1 / max(1, sum(spatial)))))
+    size = tuple(min(n, side) if s else (n if a in UNSPLIT else 1)
+                 for n, s, a in zip(shape, spatial, axes))
+    start = tuple((n - k) // 2 for n, k in zip(shape, size))
+    box = Box(start, tuple(a + k for a, k in zip(start, size)))
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        pipeline.compute(box, tuple(0 for _ in shape))
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    return SAFETY * max(peak, 1) / window_pixels(pipeline, box)
+
+
+def window_pixels(pipeline: Pipeline, box: Box) -> int:
+    """Pixels of the largest region any node computes for an output tile `box`."""
+    return max(r.size for r in pipeline.regions(box).values())
+
+
+def resolve_tile(tile: int | Mapping[str, int] | Sequence[int] | None,
+                 shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The user's `tile=` as pixels per axis.
+
+    An int applies to the spatial axes. Axes left out keep their full extent if spatial or
+    unsplit (channels), and are cut one plane at a time otherwise (time, user axes).
+    """
+    if tile is None:
+        return None
+    if isinstance(tile, Mapping):
+        given = dict(tile)
+    elif isinstance(tile, (list, tuple)):
+        if len(tile) != len(shape):
+            raise ParameterError(f"tile={tile!r} gives {len(tile)} sizes for axes {axes}")
+        given = dict(zip(axes, tile))
+    else:
+        split = [a for a in axes if a not in UNSPLIT]
+        given = {a: tile for a in ([a for a in split if a in SPATIAL] or split)}
+    unknown = [a for a in given if a not in axes]
+    if unknown:
+        raise ParameterError(f"tile names axis {unknown[0]!r}, not one of the image axes {axes}")
+    out = []
+    for a, n in zip(axes, shape):
+        if a in given:
+            k = count(given[a], f"tile[{a!r}]", ParameterError)
+            if k < 1:
+                raise ParameterError(f"tile[{a!r}] must be at least 1, not {k}")
+            out.append(min(n, k))
+        else:
+            out.append(n if a in UNSPLIT or a in SPATIAL else 1)
+    return tuple(out)
+
+
+def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: int,
+           queued: int, out_bytes_per_pixel: int, tile: tuple[int, ...] | None) -> Plan:
+    """Pick the largest tile (in whole `unit`s) whose run fits `budget`, or check `tile`."""
+    shape, axes = pipeline.outputs[0].shape, pipeline.outputs[0].axes
+    per_pixel = probe(pipeline)
+    in_flight = workers + queued
+
+    def cost(size: tuple[int, ...]) -> int:
+        box = _central(shape, size)
+        return math.ceil(workers * per_pixel * window_pixels(pipeline, box)
+                         + queued * out_bytes_per_pixel * box.size)
+
+    if tile is not None:
+        need = cost(tile)
+        if need > budget:
+            raise BudgetError(
+                f"tile {dict(zip(axes, tile))} needs about {_fmt(need)} with {workers} workers "
+                f"but the memory budget is {_fmt(budget)}; use a smaller tile or a larger memory")
+        return Plan(TileGrid(shape, tile), per_pixel, need, workers, in_flight)
+
+    size = tuple(min(n, u) for n, u in zip(shape, unit))
+    if cost(size) > budget:
+        raise BudgetError(
+            f"the smallest tile this output allows, {dict(zip(axes, size))}, needs about "
+            f"{_fmt(cost(size))} with {workers} workers, more than the memory budget "
+            f"{_fmt(budget)}; raise memory or lower workers")
+    growable = [i for i, a in enumerate(axes) if a not in UNSPLIT]
+    order = sorted(growable, key=lambda i: (axes[i] not in SPATIAL, -i))
+    min_tiles = min(TILES_PER_WORKER * workers, _count(shape, size))
+    while True:
+        best = None
+        for i in order:
+            if size[i] >= shape[i]:
+                continue
+            bigger = list(size)
+            bigger[i] = min(shape[i], size[i] * 2)
+            bigger = tuple(bigger)
+            if (cost(bigger) <= budget and math.prod(bigger) <= MAX_TILE_PIXELS
+                    and _count(shape, bigger) >= min_tiles):
+                key = (axes[i] not in SPATIAL, size[i])
+                if best is None or key < best[0]:
+                    best = (key, bigger)
+        if best is None:
+            break
+        size = best[1]
+    return Plan(TileGrid(shape, size), per_pixel, cost(size), workers, in_flight)
+
+
+def _central(shape: tuple[int, ...], size: tuple[int, ...]) -> Box:
+    start = tuple((n - k) // 2 for n, k in zip(shape, size))
+    return Box(start, tuple(a + k for a, k in zip(start, size)))
+
+
+def _count(shape: tuple[int, ...], size: tuple[int, ...]) -> int:
+    return math.prod(-(-n // k) for n, k in zip(shape, size))
+
+
+def _fmt(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def lcm(values: Sequence[int]) -> int:
+    return math.lcm(*values) if values else 1
+
+
+def dtype_bytes(dtypes: Sequence[np.dtype]) -> int:
+    return sum(np.dtype(d).itemsize for d in dtypes)

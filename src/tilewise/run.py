@@ -1,0 +1,298 @@
+"""Runs a plan: creates the outputs, drives an executor over the tile jobs, reports progress.
+
+`save` is the whole life of a run: check the outputs, plan the tiles, create staged outputs,
+compute every requested output in one pass over the tiles, write each tile (in the worker for
+sinks that take parallel writes, here for single-writer sinks), and move the finished outputs
+into place. On any failure the staged outputs are removed, so nothing is left behind that looks
+complete but is not.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psutil
+import rasterio
+from dask.utils import parse_bytes
+
+from .errors import (
+    BudgetError,
+    GridMismatchError,
+    OutputError,
+    OutputExistsError,
+    ParameterError,
+    UnpicklableFunctionError,
+)
+from .executors import Executor, get_executor
+from .graph import Image, OpNode
+from .io import ArraySink, Sink, sink_class
+from .pipeline import Pipeline
+from .plan import Job, Plan, choose, lcm, resolve_tile
+
+#: GDAL's block cache, per process, taken out of the budget (GDAL's own default is 5% of RAM).
+GDAL_CACHE = 64 * 1024 * 1024
+#: Source blocks join the tile alignment unless that makes the unit this many times larger.
+BLOCK_ALIGN_LIMIT = 4
+#: RuntimeWarnings that all-NaN or empty tiles raise in NumPy's nan-functions.
+QUIET = ("All-NaN (slice|axis) encountered", "Mean of empty slice",
+         "Degrees of freedom <= 0", "invalid value encountered", "divide by zero encountered")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run has done so far; passed to a `progress=` callable after every tile."""
+
+    done: int
+    total: int
+    pixels: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a finished run did."""
+
+    tiles: int
+    tile: dict[str, int]
+    executor: str
+    workers: int
+    memory: int
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class TileWork:
+    """One tile job, start to finish: compute every output, write those written in workers."""
+
+    pipeline: Pipeline
+    sinks: tuple[Sink, ...]
+
+    def __call__(self, job: Job) -> tuple[np.ndarray | None, ...]:
+        arrays = self.pipeline.compute(job.box, job.index)
+        out: list[np.ndarray | None] = []
+        for sink, array in zip(self.sinks, arrays):
+            if sink.parallel_writes:
+                sink.write(job.box, array)
+                out.append(None)
+            else:
+                out.append(array)
+        return tuple(out)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def budget_bytes(memory: int | str | None) -> int:
+    """The memory budget in bytes; by default half of the memory available now."""
+    if memory is None:
+        return psutil.virtual_memory().available // 2
+    try:
+        value = parse_bytes(memory) if isinstance(memory, str) else int(memory)
+    except (ValueError, TypeError):
+        raise ParameterError(f"memory={memory!r} is not a size such as '2GiB'") from None
+    if value <= 0:
+        raise ParameterError(f"memory={memory!r} must be positive")
+    return value
+
+
+def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
+         executor: str | None = None, workers: int | None = None,
+         memory: int | str | None = None, tile: Any = None, overwrite: bool = False,
+         progress: bool | Callable[[Progress], None] | None = None) -> Report:
+    """Compute `images` tile by tile and write each to its path, in one pass over the tiles.
+
+    The format follows each path's suffix: `.tif` (GeoTIFF), `.zarr` (Zarr v3), `.npy`.
+    """
+    imgs = [images] if isinstance(images, Image) else list(images)
+    outs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if len(imgs) != len(outs) or not imgs:
+        raise ParameterError(f"save got {len(imgs)} images but {len(outs)} paths")
+    for i, img in enumerate(imgs):
+        if not isinstance(img, Image):
+            raise ParameterError(f"save: item {i} is a {type(img).__name__}, not a tilewise image")
+    outs = [os.path.abspath(os.fspath(p)) for p in outs]
+    pipeline = Pipeline.of(imgs)
+    _check_outputs(pipeline, outs, overwrite)
+    shape, axes = imgs[0].shape, imgs[0].axes
+    for path, img in zip(outs, imgs):
+        sink_class(path).check(img.shape, img.dtype, img.axes, path)
+    workers, budget, runner = _resources(executor, workers, memory)
+    sinks = _sinks(pipeline, outs, resolve_tile(tile, shape, axes))
+    plan = _plan(pipeline, sinks, budget, workers, resolve_tile(tile, shape, axes))
+    return _execute(pipeline, sinks, plan, runner, budget, overwrite, progress)
+
+
+def compute(image: Image, *, executor: str | None = None, workers: int | None = None,
+            memory: int | str | None = None, tile: Any = None) -> np.ndarray:
+    """The whole image as a NumPy array, computed tile by tile."""
+    workers, budget, runner = _resources(executor, workers, memory)
+    if image.nbytes > budget // 2:
+        raise BudgetError(
+            f"the result is {image.nbytes / 2**20:.1f} MiB, more than half the memory budget "
+            f"of {budget / 2**20:.1f} MiB; save it to a file with tilewise.save instead")
+    array = np.empty(image.shape, image.dtype)
+    sink = ArraySink("<memory>", image.shape, image.dtype, image.axes,
+                     ArraySink.default_chunks(image.shape, image.axes), image.meta, array)
+    pipeline = Pipeline.of([image])
+    plan = _plan(pipeline, (sink,), budget - image.nbytes, workers,
+                 resolve_tile(tile, image.shape, image.axes))
+    _execute(pipeline, (sink,), plan, runner, budget, False, False)
+    return array
+
+
+def _resources(executor: str | None, workers: int | None, memory: int | str | None
+               ) -> tuple[int, int, Executor]:
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"workers={workers!r} must be a positive integer")
+    runner = get_executor(executor, workers)
+    return runner.workers, budget_bytes(memory), runner
+
+
+def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool) -> None:
+    first = pipeline.outputs[0]
+    for img, path in zip(pipeline.outputs, outs):
+        if img.shape != first.shape or img.axes != first.axes:
+            raise GridMismatchError(
+                f"outputs saved together must share one grid: {outs[0]} has shape {first.shape} "
+                f"axes {first.axes} but {path} has shape {img.shape} axes {img.axes}")
+    inputs = {os.path.realpath(n.source.path) for n in pipeline.sources if n.source.path}
+    seen: set[str] = set()
+    for path in outs:
+        real = os.path.realpath(path)
+        if real in inputs:
+            raise OutputExistsError(f"output {path} is also an input of this pipeline")
+        if real in seen:
+            raise ParameterError(f"output {path} is named twice")
+        seen.add(real)
+        if os.path.lexists(path) and not overwrite:
+            raise OutputExistsError(f"output {path} exists; pass overwrite=True to replace it")
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            raise OutputError(f"the folder of output {path} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"the folder of output {path} is not writable")
+
+
+def _sinks(pipeline: Pipeline, outs: list[str], tile: tuple[int, ...] | None
+           ) -> tuple[Sink, ...]:
+    sinks = []
+    for img, path in zip(pipeline.outputs, outs):
+        cls = sink_class(path)
+        chunks = cls.default_chunks(img.shape, img.axes)
+        if tile is not None and cls.parallel_writes:
+            # Parallel writers need chunks inside one tile: follow the tile where it disagrees.
+            chunks = tuple(c if t % c == 0 or t == n else t
+                           for c, t, n in zip(chunks, tile, img.shape))
+        sinks.append(cls(path, img.shape, img.dtype, img.axes, chunks, img.meta))
+    return tuple(sinks)
+
+
+def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, workers: int,
+          tile: tuple[int, ...] | None) -> Plan:
+    shape = pipeline.outputs[0].shape
+    sink_unit = tuple(lcm([s.chunks[i] for s in sinks]) for i in range(len(shape)))
+    blocks = pipeline.outputs[0].blocks
+    unit = tuple(
+        lcm([u, b]) if lcm([u, b]) <= BLOCK_ALIGN_LIMIT * u else u
+        for u, b in zip(sink_unit, blocks)
+    )
+    gdal = GDAL_CACHE if any(n.source.path for n in pipeline.sources) else 0
+    if budget - gdal <= 0:
+        raise BudgetError(f"the memory budget of {budget} bytes does not even hold GDAL's cache")
+    queued = workers if any(not s.parallel_writes for s in sinks) else 0
+    out_bytes = sum(s.dtype.itemsize for s in sinks if not s.parallel_writes)
+    return choose(pipeline, unit=unit, budget=budget - gdal, workers=workers, queued=queued,
+                  out_bytes_per_pixel=out_bytes, tile=tile)
+
+
+def _check_picklable(pipeline: Pipeline) -> None:
+    for node in pipeline.nodes:
+        if isinstance(node, OpNode):
+            try:
+                pickle.dumps(node.func)
+            except Exception as exc:
+                raise UnpicklableFunctionError(
+                    f"the function of op {node.name!r} cannot be sent to worker processes "
+                    f"({type(exc).__name__}: {exc}); define it at the top level of a module, "
+                    "or use executor='threads'") from None
+
+
+def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Executor,
+             budget: int, overwrite: bool,
+             progress: bool | Callable[[Progress], None] | None) -> Report:
+    if runner.name == "processes":
+        _check_picklable(pipeline)
+        pipeline = pipeline.with_sources(lambda source: source.for_processes())
+    work = TileWork(pipeline, tuple(sinks))
+    report = _Reporter(progress, len(plan))
+    created: list[Sink] = []
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE):
+            for pattern in QUIET:
+                warnings.filterwarnings("ignore", message=pattern, category=RuntimeWarning)
+            for sink in sinks:
+                sink.create()
+                created.append(sink)
+            for job, arrays in runner.run(work, plan.jobs(), plan.in_flight):
+                for sink, array in zip(sinks, arrays):
+                    if array is not None:
+                        sink.write(job.box, array)
+                report.tile(job.box.size)
+            for sink in sinks:
+                sink.commit(overwrite)
+    except BaseException:
+        for sink in created:
+            sink.abort()
+        raise
+    finally:
+        report.close()
+        for node in pipeline.sources:
+            node.source.release()
+    return Report(len(plan), dict(zip(pipeline.outputs[0].axes, plan.grid.tile)), runner.name,
+                  runner.workers, budget, time.perf_counter() - started)
+
+
+class _Reporter:
+    def __init__(self, progress: bool | Callable[[Progress], None] | None, total: int) -> None:
+        self.callback = progress if callable(progress) else None
+        show = sys.stderr.isatty() if progress is None else progress is True
+        self.bar = None
+        if show:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="tile", desc="tilewise", dynamic_ncols=True)
+        self.total = total
+        self.done = 0
+        self.pixels = 0
+        self.start = time.perf_counter()
+
+    def tile(self, pixels: int) -> None:
+        self.done += 1
+        self.pixels += pixels
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(
+                f"{self.pixels / 1e6 / max(time.perf_counter() - self.start, 1e-9):.1f} Mpx/s",
+                refresh=False)
+        if self.callback is not None:
+            self.callback(Progress(self.done, self.total, self.pixels,
+                                   time.perf_counter() - self.start))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+__all__ = ["Progress", "Report", "budget_bytes", "compute", "save"]
