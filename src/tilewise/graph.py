@@ -9,7 +9,7 @@ through the graph is how halos add up along a chain without anybody computing th
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,9 +103,13 @@ class SourceNode(Node):
 
 @dataclass(frozen=True, eq=False)
 class OpNode(Node):
-    """A local op: output region R needs each input on R grown by `margin`, clipped."""
+    """A local op: output region R needs each input on R grown by `margin`, clipped.
 
-    func: Callable[..., Any] = field(default=None)  # type: ignore[assignment]
+    `op` is the user's `tilewise.Op`, kept whole so that it pickles by reference to where it
+    was defined; its `func` is what runs on the arrays.
+    """
+
+    op: Any = None
     name: str = ""
     margin: tuple[int, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -146,7 +150,7 @@ class OpNode(Node):
         where = f"op {self.name!r} on tile {index} (region {region}, input window {window})"
         try:
             with np.errstate(all="ignore"):
-                result = self.func(*arrays, **kwargs)
+                result = self.op.func(*arrays, **kwargs)
         except Exception as exc:
             raise TileError(f"{where} raised {type(exc).__name__}: {exc}") from exc
         results = result if self.n_outputs > 1 else (result,)

@@ -73,7 +73,7 @@ class Op:
                            default_axes=default_axes)
         dtypes = tuple(_dtypes(self.dtype, self.outputs, first.dtype, self.name))
         metas = _metas(self.meta, self.outputs, [i.meta for i in inputs], self.name)
-        node = OpNode(inputs, self.func, self.name, margins, dict(params), dtypes, metas,
+        node = OpNode(inputs, self, self.name, margins, dict(params), dtypes, metas,
                       self.wants_tile)
         out = tuple(Image(node, i) for i in range(self.outputs))
         return out if self.outputs > 1 else out[0]

@@ -30,7 +30,7 @@ PROBE_PIXELS = 256 * 256
 #: Measured peaks are scaled by this, for allocations `tracemalloc` cannot see (GDAL, codecs).
 SAFETY = 1.25
 #: Tiles larger than this many pixels gain nothing (halo overhead is already small).
-MAX_TILE_PIXELS = 4096 * 4096
+MAX_TILE_PIXELS = 2048 * 2048
 #: Aim for at least this many tiles per worker, so that no worker idles at the end.
 TILES_PER_WORKER = 4
 

@@ -8,7 +8,6 @@ op must read, the halo that makes a tile exact) is a `Box` derived from another 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -107,9 +106,17 @@ class TileGrid:
         stop = tuple(min(s + t, n) for s, t, n in zip(start, self.tile, self.shape))
         return Box(start, stop)
 
+    def index(self, flat: int) -> tuple[int, ...]:
+        """The index of the `flat`-th tile in C order."""
+        out = []
+        for c in reversed(self.counts):
+            flat, i = divmod(flat, c)
+            out.append(i)
+        return tuple(reversed(out))
+
     def indices(self) -> Iterator[tuple[int, ...]]:
-        """Tile indices in C order, produced lazily."""
-        return itertools.product(*(range(c) for c in self.counts))
+        """Tile indices in C order, produced lazily (`itertools.product` would not be)."""
+        return (self.index(flat) for flat in range(len(self)))
 
     def __iter__(self) -> Iterator[Box]:
         return (self.box(i) for i in self.indices())

@@ -39,6 +39,8 @@ from .plan import Job, Plan, choose, lcm, resolve_tile
 
 #: GDAL's block cache, per process, taken out of the budget (GDAL's own default is 5% of RAM).
 GDAL_CACHE = 64 * 1024 * 1024
+#: Resident memory of a worker process before its first tile (interpreter, NumPy, SciPy, GDAL).
+WORKER_BASELINE = 128 * 1024 * 1024
 #: Source blocks join the tile alignment unless that makes the unit this many times larger.
 BLOCK_ALIGN_LIMIT = 4
 #: RuntimeWarnings that all-NaN or empty tiles raise in NumPy's nan-functions.
@@ -127,7 +129,7 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
         sink_class(path).check(img.shape, img.dtype, img.axes, path)
     workers, budget, runner = _resources(executor, workers, memory)
     sinks = _sinks(pipeline, outs, resolve_tile(tile, shape, axes))
-    plan = _plan(pipeline, sinks, budget, workers, resolve_tile(tile, shape, axes))
+    plan = _plan(pipeline, sinks, budget, runner, resolve_tile(tile, shape, axes))
     return _execute(pipeline, sinks, plan, runner, budget, overwrite, progress)
 
 
@@ -143,7 +145,7 @@ def compute(image: Image, *, executor: str | None = None, workers: int | None = 
     sink = ArraySink("<memory>", image.shape, image.dtype, image.axes,
                      ArraySink.default_chunks(image.shape, image.axes), image.meta, array)
     pipeline = Pipeline.of([image])
-    plan = _plan(pipeline, (sink,), budget - image.nbytes, workers,
+    plan = _plan(pipeline, (sink,), budget - image.nbytes, runner,
                  resolve_tile(tile, image.shape, image.axes))
     _execute(pipeline, (sink,), plan, runner, budget, False, False)
     return array
@@ -198,7 +200,7 @@ def _sinks(pipeline: Pipeline, outs: list[str], tile: tuple[int, ...] | None
     return tuple(sinks)
 
 
-def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, workers: int,
+def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Executor,
           tile: tuple[int, ...] | None) -> Plan:
     shape = pipeline.outputs[0].shape
     sink_unit = tuple(lcm([s.chunks[i] for s in sinks]) for i in range(len(shape)))
@@ -207,12 +209,20 @@ def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, workers: int,
         lcm([u, b]) if lcm([u, b]) <= BLOCK_ALIGN_LIMIT * u else u
         for u, b in zip(sink_unit, blocks)
     )
-    gdal = GDAL_CACHE if any(n.source.path for n in pipeline.sources) else 0
-    if budget - gdal <= 0:
-        raise BudgetError(f"the memory budget of {budget} bytes does not even hold GDAL's cache")
+    workers = runner.workers
+    # Fixed costs come off the budget first: GDAL's cache in every process that opens files,
+    # and the baseline of every worker process.
+    processes = 1 + (workers if runner.separate_processes else 0)
+    fixed = GDAL_CACHE * processes + (WORKER_BASELINE * workers if processes > 1 else 0)
+    if budget <= fixed:
+        raise BudgetError(
+            f"the memory budget of {budget / 2**20:.0f} MiB does not cover the fixed cost of "
+            f"{runner.name} with {workers} workers ({fixed / 2**20:.0f} MiB)")
     queued = workers if any(not s.parallel_writes for s in sinks) else 0
-    out_bytes = sum(s.dtype.itemsize for s in sinks if not s.parallel_writes)
-    return choose(pipeline, unit=unit, budget=budget - gdal, workers=workers, queued=queued,
+    # A result sent back from a worker process exists twice while it is in transit.
+    copies = 2 if runner.separate_processes else 1
+    out_bytes = copies * sum(s.dtype.itemsize for s in sinks if not s.parallel_writes)
+    return choose(pipeline, unit=unit, budget=budget - fixed, workers=workers, queued=queued,
                   out_bytes_per_pixel=out_bytes, tile=tile)
 
 
@@ -220,7 +230,7 @@ def _check_picklable(pipeline: Pipeline) -> None:
     for node in pipeline.nodes:
         if isinstance(node, OpNode):
             try:
-                pickle.dumps(node.func)
+                pickle.dumps(node.op)
             except Exception as exc:
                 raise UnpicklableFunctionError(
                     f"the function of op {node.name!r} cannot be sent to worker processes "
@@ -234,12 +244,14 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
     if runner.name == "processes":
         _check_picklable(pipeline)
         pipeline = pipeline.with_sources(lambda source: source.for_processes())
+    # Worker processes inherit the environment, so this caps their GDAL cache too.
+    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE // 2**20))
     work = TileWork(pipeline, tuple(sinks))
     report = _Reporter(progress, len(plan))
     created: list[Sink] = []
     started = time.perf_counter()
     try:
-        with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE):
+        with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE // 2**20):
             for pattern in QUIET:
                 warnings.filterwarnings("ignore", message=pattern, category=RuntimeWarning)
             for sink in sinks:

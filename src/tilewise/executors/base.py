@@ -17,6 +17,8 @@ from typing import Any
 
 class Executor(ABC):
     name: str = ""
+    #: Whether each worker is a process of its own (with its own interpreter and caches).
+    separate_processes: bool = False
 
     def __init__(self, workers: int) -> None:
         self.workers = workers

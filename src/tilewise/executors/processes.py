@@ -32,6 +32,7 @@ def _call(job: Any) -> Any:
 
 class ProcessExecutor(Executor):
     name = "processes"
+    separate_processes = True
 
     def run(self, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int
             ) -> Iterator[tuple[Any, Any]]:

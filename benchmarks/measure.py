@@ -1,0 +1,37 @@
+"""Run one benchmark case in a child process and record its wall time and peak memory.
+
+Peak memory is the largest sum of resident set sizes of the child and all its descendants
+(worker processes included), sampled every 20 ms with psutil.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import psutil
+
+
+def run_child(args: list[str]) -> dict:
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            procs = [parent, *parent.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    out = proc.stdout.read() if proc.stdout else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed with exit code {proc.returncode}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss"] = peak
+    return result
+
+
+def emit(result: dict) -> None:
+    print(json.dumps(result), flush=True)

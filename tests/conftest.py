@@ -1,0 +1,16 @@
+import os
+
+import pytest
+
+DATA = os.environ.get(
+    "TILEWISE_DATA",
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"),
+)
+
+
+def data_path(*parts: str) -> str:
+    """A file of the shared real-data folder, or a clean skip when it is absent."""
+    path = os.path.join(DATA, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"real data {os.path.join(*parts)} not found under {DATA}")
+    return path

@@ -1,0 +1,66 @@
+"""Ops for the tests, at module level so worker processes can import them."""
+
+import numpy as np
+from scipy import ndimage
+
+import tilewise as tw
+
+
+def box_weights(ndim: int, radius: int) -> np.ndarray:
+    """Weights whose per-pixel sum is exact in any order for small integers."""
+    shape = (2 * radius + 1,) * ndim
+    return (np.arange(np.prod(shape)) % 5 + 1).reshape(shape).astype("float64")
+
+
+def correlate(a, *, radius):
+    """A position-invariant filter: each output pixel sums its window in a fixed order."""
+    return ndimage.correlate(a, box_weights(a.ndim, radius), mode="reflect")
+
+
+def minimum(a, *, radius):
+    return ndimage.minimum_filter(a, size=2 * radius + 1, mode="nearest")
+
+
+def median(a, *, radius):
+    return ndimage.median_filter(a, size=2 * radius + 1, mode="mirror")
+
+
+def shift_sum(a, b):
+    return a.astype("float64") + 2 * b
+
+
+def sobels(a):
+    return ndimage.sobel(a, 0), ndimage.sobel(a, -1)
+
+
+@tw.op(margin=lambda radius: radius)
+def smooth(a, *, radius):
+    return correlate(a, radius=radius)
+
+
+@tw.op(margin={"y": 1, "x": 1}, dtype="float32", outputs=2)
+def grad(a):
+    return sobels(a)
+
+
+@tw.op(margin=0)
+def where_am_i(a, *, tile):
+    out = np.zeros(a.shape, "int64")
+    out[...] = tile.index[-1] * 1000 + int(tile.at_border["x"][0])
+    return out
+
+
+@tw.op(margin=1)
+def scribble(a):
+    a[...] = 0
+    return a
+
+
+@tw.op(margin=0)
+def wrong_shape(a):
+    return a[1:]
+
+
+@tw.op(margin=0, dtype="float64")
+def all_nan_mean(a):
+    return np.nanmean(np.where(a > -1e30, np.nan, a), axis=0, keepdims=True).repeat(a.shape[0], 0)
