@@ -23,13 +23,18 @@ from .regions import Box
 
 @dataclass(frozen=True)
 class TileInfo:
-    """Where an op is being run: passed to op functions that take a `tile` keyword."""
+    """Where an op is being run: passed to op functions that take a `tile` keyword.
+
+    Before a run, tilewise measures the pipeline's memory on one probe tile: its results are
+    thrown away, `probe` is True and `index` is all zeros.
+    """
 
     index: tuple[int, ...]
     region: Box
     window: Box
     axes: tuple[str, ...]
     shape: tuple[int, ...]
+    probe: bool = False
 
     @property
     def at_border(self) -> dict[str, tuple[bool, bool]]:
@@ -64,7 +69,7 @@ class Node:
         raise NotImplementedError
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
-                 index: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+                 index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
         """The outputs on `region`, from the inputs cut to `input_regions(region)`."""
         raise NotImplementedError
 
@@ -93,7 +98,7 @@ class SourceNode(Node):
         return ()
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
-                 index: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+                 index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
         return (self.source.read(region),)
 
     @property
@@ -141,13 +146,15 @@ class OpNode(Node):
         return tuple(window for _ in self.inputs)
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
-                 index: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+                 index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
         window = self.window(region)
         kwargs = dict(self.params)
         if self.wants_tile:
-            kwargs["tile"] = TileInfo(index, region, window, self.inputs[0].axes,
-                                      self.inputs[0].shape)
-        where = f"op {self.name!r} on tile {index} (region {region}, input window {window})"
+            zeros = tuple(0 for _ in region.start)
+            kwargs["tile"] = TileInfo(zeros if index is None else index, region, window,
+                                      self.inputs[0].axes, self.inputs[0].shape, index is None)
+        which = "the probe tile" if index is None else f"tile {index}"
+        where = f"op {self.name!r} on {which} (region {region}, input window {window})"
         try:
             with np.errstate(all="ignore"):
                 result = self.op.func(*arrays, **kwargs)
@@ -209,7 +216,7 @@ class SliceNode(Node):
         return (Box(tuple(start), tuple(stop)),)
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
-                 index: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+                 index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
         return (arrays[0][tuple(0 if d else slice(None) for d in self.dropped)],)
 
 

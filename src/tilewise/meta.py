@@ -21,7 +21,7 @@ def sliced(meta: Mapping[str, Any], axes: tuple[str, ...], starts: tuple[int, ..
     offsets = dict(zip(axes, starts))
     transform = meta.get("transform")
     if transform is not None and (offsets.get("x", 0) or offsets.get("y", 0)):
-        out["transform"] = transform * Affine.translation(offsets.get("x", 0), offsets.get("y", 0))
+        out["transform"] = transform @ Affine.translation(offsets.get("x", 0), offsets.get("y", 0))
     names = meta.get("band_names")
     if names is not None and band_index is not None:
         picked = names[band_index]

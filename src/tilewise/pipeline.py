@@ -79,8 +79,8 @@ class Pipeline:
                 needed[id(inp.node)] = _union(needed.get(id(inp.node)), sub)
         return needed
 
-    def compute(self, box: Box, index: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-        """Every output on `box`, computed from the sources alone."""
+    def compute(self, box: Box, index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
+        """Every output on `box`, computed from the sources alone (`index` None: a probe)."""
         needed = self.regions(box)
         uses: dict[int, int] = {}
         for node in self.nodes:

@@ -72,7 +72,7 @@ def probe(pipeline: Pipeline) -> float:
     try:
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        pipeline.compute(box, tuple(0 for _ in shape))
+        pipeline.compute(box, None)
         peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         if not tracing:

@@ -9,12 +9,13 @@ complete but is not.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from .pipeline import Pipeline
 from .plan import Job, Plan, choose, lcm, resolve_tile
 
 #: GDAL's block cache, per process, taken out of the budget (GDAL's own default is 5% of RAM).
-GDAL_CACHE = 64 * 1024 * 1024
+GDAL_CACHE = 32 * 1024 * 1024
 #: Resident memory of a worker process before its first tile (interpreter, NumPy, SciPy, GDAL).
 WORKER_BASELINE = 128 * 1024 * 1024
 #: Source blocks join the tile alignment unless that makes the unit this many times larger.
@@ -129,8 +130,9 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
         sink_class(path).check(img.shape, img.dtype, img.axes, path)
     workers, budget, runner = _resources(executor, workers, memory)
     sinks = _sinks(pipeline, outs, resolve_tile(tile, shape, axes))
-    plan = _plan(pipeline, sinks, budget, runner, resolve_tile(tile, shape, axes))
-    return _execute(pipeline, sinks, plan, runner, budget, overwrite, progress)
+    with quiet_nan_warnings():
+        plan = _plan(pipeline, sinks, budget, runner, resolve_tile(tile, shape, axes))
+        return _execute(pipeline, sinks, plan, runner, budget, overwrite, progress)
 
 
 def compute(image: Image, *, executor: str | None = None, workers: int | None = None,
@@ -145,10 +147,23 @@ def compute(image: Image, *, executor: str | None = None, workers: int | None = 
     sink = ArraySink("<memory>", image.shape, image.dtype, image.axes,
                      ArraySink.default_chunks(image.shape, image.axes), image.meta, array)
     pipeline = Pipeline.of([image])
-    plan = _plan(pipeline, (sink,), budget - image.nbytes, runner,
-                 resolve_tile(tile, image.shape, image.axes))
-    _execute(pipeline, (sink,), plan, runner, budget, False, False)
+    with quiet_nan_warnings():
+        plan = _plan(pipeline, (sink,), budget - image.nbytes, runner,
+                     resolve_tile(tile, image.shape, image.axes))
+        _execute(pipeline, (sink,), plan, runner, budget, False, False)
     return array
+
+
+@contextlib.contextmanager
+def quiet_nan_warnings() -> Iterator[None]:
+    """Silence the RuntimeWarnings NumPy raises on all-NaN or empty tiles, for every thread.
+
+    Worker processes copy these filters when they start.
+    """
+    with warnings.catch_warnings():
+        for pattern in QUIET:
+            warnings.filterwarnings("ignore", message=pattern, category=RuntimeWarning)
+        yield
 
 
 def _resources(executor: str | None, workers: int | None, memory: int | str | None
@@ -212,12 +227,15 @@ def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Execut
     workers = runner.workers
     # Fixed costs come off the budget first: GDAL's cache in every process that opens files,
     # and the baseline of every worker process.
-    processes = 1 + (workers if runner.separate_processes else 0)
-    fixed = GDAL_CACHE * processes + (WORKER_BASELINE * workers if processes > 1 else 0)
+    extra = workers if runner.separate_processes else 0
+    gdal_readers = 1 + extra if any(n.source.uses_gdal for n in pipeline.sources) else 0
+    gdal_writer = 1 if any(s.uses_gdal for s in sinks) else 0
+    fixed = GDAL_CACHE * max(gdal_readers, gdal_writer) + WORKER_BASELINE * extra
     if budget <= fixed:
         raise BudgetError(
             f"the memory budget of {budget / 2**20:.0f} MiB does not cover the fixed cost of "
-            f"{runner.name} with {workers} workers ({fixed / 2**20:.0f} MiB)")
+            f"{runner.name} with {workers} workers ({fixed / 2**20:.0f} MiB); raise memory, "
+            "lower workers, or use executor='threads'")
     queued = workers if any(not s.parallel_writes for s in sinks) else 0
     # A result sent back from a worker process exists twice while it is in transit.
     copies = 2 if runner.separate_processes else 1
@@ -251,9 +269,7 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
     created: list[Sink] = []
     started = time.perf_counter()
     try:
-        with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE // 2**20):
-            for pattern in QUIET:
-                warnings.filterwarnings("ignore", message=pattern, category=RuntimeWarning)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE // 2**20):
             for sink in sinks:
                 sink.create()
                 created.append(sink)

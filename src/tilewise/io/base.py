@@ -30,6 +30,9 @@ class Source(ABC):
     meta: Mapping[str, Any] = field(default_factory=dict)
     path: str | None = None
 
+    #: Whether reading goes through GDAL, whose block cache then counts against the budget.
+    uses_gdal: ClassVar[bool] = False
+
     @abstractmethod
     def read(self, box: Box) -> np.ndarray:
         """The pixels of `box`, as an array the caller may not write to."""
@@ -55,6 +58,7 @@ class Sink(ABC):
 
     #: Whether tiles may be written concurrently from workers (else the driver writes them).
     parallel_writes: ClassVar[bool] = False
+    uses_gdal: ClassVar[bool] = False
     suffixes: ClassVar[tuple[str, ...]] = ()
 
     @property

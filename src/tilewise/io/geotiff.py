@@ -7,12 +7,13 @@ driver alone, into `NAME.partial`, which is renamed when the last tile is writte
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from ..errors import InputError, UnsupportedFormatError
@@ -27,12 +28,20 @@ BLOCK = 512
 CREATION_OPTIONS = {"compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer"}
 
 
+def _open(path: str, mode: str = "r", **profile: Any) -> Any:
+    """`rasterio.open`, quiet about files without georeference (microscopy TIFFs have none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path, mode, **profile)
+
+
 @dataclass(frozen=True, eq=False)
 class GeoTIFFSource(Source):
+    uses_gdal: ClassVar[bool] = True
     @classmethod
     def open(cls, path: str) -> GeoTIFFSource:
         try:
-            with rasterio.open(path) as ds:
+            with _open(path) as ds:
                 count, height, width = ds.count, ds.height, ds.width
                 by, bx = ds.block_shapes[0]
                 dtype = np.dtype(ds.dtypes[0])
@@ -51,7 +60,7 @@ class GeoTIFFSource(Source):
         return cls((count, height, width), dtype, ("c", "y", "x"), (count, by, bx), meta, path)
 
     def read(self, box: Box) -> np.ndarray:
-        ds = handles.thread_handle(handles.version(self.path), rasterio.open)
+        ds = handles.thread_handle(handles.version(self.path), _open)
         rows, cols = box.slices[-2:]
         window = Window.from_slices(rows, cols)
         if len(self.shape) == 2:
@@ -65,6 +74,7 @@ class GeoTIFFSource(Source):
 
 @dataclass(frozen=True, eq=False)
 class GeoTIFFSink(Sink):
+    uses_gdal: ClassVar[bool] = True
     suffixes: ClassVar[tuple[str, ...]] = (".tif", ".tiff")
 
     @classmethod
@@ -85,8 +95,7 @@ class GeoTIFFSink(Sink):
 
     def create(self) -> None:
         profile = self._profile()
-        ds = handles.process_handle((self.staging, 0),
-                                    lambda p: rasterio.open(p, "w", **profile))
+        ds = handles.process_handle((self.staging, 0), lambda p: _open(p, "w", **profile))
         names = self.meta.get("band_names")
         if names is not None and len(names) == profile["count"]:
             for i, name in enumerate(names, start=1):
