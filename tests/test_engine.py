@@ -27,9 +27,6 @@ def test_halos_add_up_along_a_chain():
 def test_source_window_is_read_once_per_tile_when_branches_share_it():
     reads = []
 
-    class Counting(np.ndarray):
-        pass
-
     img = tw.open(np.zeros((20, 20)))
     original = img.node.source.read
 
@@ -181,7 +178,7 @@ def test_probe_sees_temporaries():
     img = tw.open(np.zeros((512, 512), "float32"))
     light = probe(Pipeline.of([tw.map(np.asarray, img)]))
     heavy = probe(Pipeline.of([tw.map(lambda a: (a.astype("float64") * 2).astype("float32")
-                                      + np.ones((8,) + a.shape, "float64").sum(0), img)]))
+                                      + np.ones((8, *a.shape), "float64").sum(0), img)]))
     assert heavy > 4 * light
 
 

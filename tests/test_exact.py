@@ -1,4 +1,4 @@
-"""Tiled results equal whole-array results bit for bit: shapes, margins, tiles, dtypes, executors."""
+"""Tiled equals whole-array bit for bit: shapes, margins, tiles, dtypes, executors."""
 
 import numpy as np
 import pytest

@@ -66,7 +66,7 @@ def test_geotiff_roundtrip_keeps_georeference(geotiff, tmp_path):
     with rasterio.open(path) as a, rasterio.open(out) as b:
         assert (b.crs, b.transform, b.nodata, b.descriptions) == \
             (a.crs, a.transform, a.nodata, a.descriptions)
-        assert b.profile["tiled"] and b.block_shapes[0] == (512, 512) or b.width < 512
+        assert b.profile["tiled"] and b.block_shapes[0] == (48, 64)
         np.testing.assert_array_equal(b.read(), data)
     assert sorted(os.listdir(tmp_path)) == ["in.tif", "out.tif"]
 
@@ -105,7 +105,7 @@ def test_existing_output_is_refused_then_overwritten(tmp_path):
     img = tw.open(np.ones((8, 8), "uint8"))
     out = tmp_path / "o.tif"
     tw.save(img, out)
-    with pytest.raises(tw.OutputExistsError, match="o.tif exists"):
+    with pytest.raises(tw.OutputExistsError, match=r"o\.tif exists"):
         tw.save(img, out)
     tw.save(tw.map(lambda a: a * 2, img), out, overwrite=True)
     with rasterio.open(out) as ds:
@@ -124,16 +124,16 @@ def test_unknown_suffixes_and_missing_files(tmp_path):
     with pytest.raises(tw.UnsupportedFormatError, match=r"\.xyz"):
         (tmp_path / "b.xyz").write_text("hello")
         tw.open(tmp_path / "b.xyz")
-    with pytest.raises(tw.InputError, match="nothere.tif does not exist"):
+    with pytest.raises(tw.InputError, match=r"nothere\.tif does not exist"):
         tw.open(tmp_path / "nothere.tif")
-    with pytest.raises(tw.InputError, match="nothere.zarr does not exist"):
+    with pytest.raises(tw.InputError, match=r"nothere\.zarr does not exist"):
         tw.open(tmp_path / "nothere.zarr")
 
 
 def test_corrupt_geotiff_is_an_input_error(tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"II*\x00garbage" * 10)
-    with pytest.raises(tw.InputError, match="bad.tif"):
+    with pytest.raises(tw.InputError, match=r"bad\.tif"):
         tw.open(bad)
 
 

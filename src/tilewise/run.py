@@ -35,6 +35,7 @@ from .errors import (
 from .executors import Executor, get_executor
 from .graph import Image, OpNode
 from .io import ArraySink, Sink, sink_class
+from .io import blocks as block_reads
 from .pipeline import Pipeline
 from .plan import Job, Plan, choose, lcm, resolve_tile
 
@@ -228,9 +229,11 @@ def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Execut
     # Fixed costs come off the budget first: GDAL's cache in every process that opens files,
     # and the baseline of every worker process.
     extra = workers if runner.separate_processes else 0
-    gdal_readers = 1 + extra if any(n.source.uses_gdal for n in pipeline.sources) else 0
+    readers = 1 + extra if any(n.source.path for n in pipeline.sources) else 0
+    gdal_readers = readers if any(n.source.uses_gdal for n in pipeline.sources) else 0
     gdal_writer = 1 if any(s.uses_gdal for s in sinks) else 0
-    fixed = GDAL_CACHE * max(gdal_readers, gdal_writer) + WORKER_BASELINE * extra
+    fixed = (GDAL_CACHE * max(gdal_readers, gdal_writer) + block_reads.CAPACITY * readers
+             + WORKER_BASELINE * extra)
     if budget <= fixed:
         raise BudgetError(
             f"the memory budget of {budget / 2**20:.0f} MiB does not cover the fixed cost of "
@@ -286,6 +289,7 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
         raise
     finally:
         report.close()
+        block_reads.cache.clear()
         for node in pipeline.sources:
             node.source.release()
     return Report(len(plan), dict(zip(pipeline.outputs[0].axes, plan.grid.tile)), runner.name,

@@ -20,6 +20,7 @@ from ..errors import InputError, UnsupportedFormatError
 from ..regions import Box
 from . import handles
 from .base import Sink, Source
+from .blocks import read_blocked
 
 #: Block side of written GeoTIFFs (GDAL wants a multiple of 16).
 BLOCK = 512
@@ -60,6 +61,12 @@ class GeoTIFFSource(Source):
         return cls((count, height, width), dtype, ("c", "y", "x"), (count, by, bx), meta, path)
 
     def read(self, box: Box) -> np.ndarray:
+        data = read_blocked(handles.version(self.path), box, self.shape, self.blocks,
+                            self.dtype, self._read_window)
+        data.flags.writeable = False
+        return data
+
+    def _read_window(self, box: Box) -> np.ndarray:
         ds = handles.thread_handle(handles.version(self.path), _open)
         rows, cols = box.slices[-2:]
         window = Window.from_slices(rows, cols)
@@ -68,7 +75,6 @@ class GeoTIFFSource(Source):
         else:
             bands = box.slices[0]
             data = ds.read(list(range(bands.start + 1, bands.stop + 1)), window=window)
-        data.flags.writeable = False
         return data
 
 

@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..regions import Box
 from . import handles
 from .base import Sink, Source
+from .blocks import read_blocked
 
 META_KEYS = ("crs", "transform", "nodata", "band_names")
 #: Pixels per written chunk: 512 x 512 in 2-D, 64 x 64 x 64 in 3-D.
@@ -50,10 +51,14 @@ class ZarrSource(Source):
                    tuple(arr.chunks), metadata.from_attrs(attrs), path)
 
     def read(self, box: Box) -> np.ndarray:
-        arr = handles.process_handle(handles.version(self.path), _open_read)
-        data = np.asarray(arr[box.slices])
+        data = read_blocked(handles.version(self.path), box, self.shape, self.blocks,
+                            self.dtype, self._read_window)
         data.flags.writeable = False
         return data
+
+    def _read_window(self, box: Box) -> np.ndarray:
+        arr = handles.process_handle(handles.version(self.path), _open_read)
+        return np.asarray(arr[box.slices])
 
 
 @dataclass(frozen=True, eq=False)
