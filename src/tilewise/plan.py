@@ -48,6 +48,8 @@ class Plan:
     tile_bytes: int
     workers: int
     in_flight: int
+    #: Bytes of decoded source blocks each reading process may keep (see `io.blocks`).
+    read_cache: int = 0
 
     def jobs(self) -> Iterator[Job]:
         """Tile jobs in C order, made one at a time as the executor asks for them."""

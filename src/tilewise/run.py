@@ -10,6 +10,7 @@ complete but is not.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import sys
@@ -78,8 +79,11 @@ class TileWork:
 
     pipeline: Pipeline
     sinks: tuple[Sink, ...]
+    read_cache: int
 
     def __call__(self, job: Job) -> tuple[np.ndarray | None, ...]:
+        # Each process sizes its cache of decoded halo blocks the same way, from the plan.
+        block_reads.cache.capacity = self.read_cache
         arrays = self.pipeline.compute(job.box, job.index)
         out: list[np.ndarray | None] = []
         for sink, array in zip(self.sinks, arrays):
@@ -226,13 +230,14 @@ def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Execut
         for u, b in zip(sink_unit, blocks)
     )
     workers = runner.workers
-    # Fixed costs come off the budget first: GDAL's cache in every process that opens files,
-    # and the baseline of every worker process.
+    # Fixed costs come off the budget first: in every process that reads files, GDAL's cache
+    # and the cache of decoded halo blocks; and the baseline of every worker process.
     extra = workers if runner.separate_processes else 0
-    readers = 1 + extra if any(n.source.path for n in pipeline.sources) else 0
+    readers = (extra or 1) if any(n.source.path for n in pipeline.sources) else 0
     gdal_readers = readers if any(n.source.uses_gdal for n in pipeline.sources) else 0
     gdal_writer = 1 if any(s.uses_gdal for s in sinks) else 0
-    fixed = (GDAL_CACHE * max(gdal_readers, gdal_writer) + block_reads.CAPACITY * readers
+    read_cache = min(block_reads.CAPACITY, budget // (8 * max(readers, 1)))
+    fixed = (GDAL_CACHE * (gdal_readers + gdal_writer) + read_cache * readers
              + WORKER_BASELINE * extra)
     if budget <= fixed:
         raise BudgetError(
@@ -243,8 +248,9 @@ def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Execut
     # A result sent back from a worker process exists twice while it is in transit.
     copies = 2 if runner.separate_processes else 1
     out_bytes = copies * sum(s.dtype.itemsize for s in sinks if not s.parallel_writes)
-    return choose(pipeline, unit=unit, budget=budget - fixed, workers=workers, queued=queued,
+    plan = choose(pipeline, unit=unit, budget=budget - fixed, workers=workers, queued=queued,
                   out_bytes_per_pixel=out_bytes, tile=tile)
+    return dataclasses.replace(plan, read_cache=read_cache)
 
 
 def _check_picklable(pipeline: Pipeline) -> None:
@@ -267,7 +273,7 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
         pipeline = pipeline.with_sources(lambda source: source.for_processes())
     # Worker processes inherit the environment, so this caps their GDAL cache too.
     os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE // 2**20))
-    work = TileWork(pipeline, tuple(sinks))
+    work = TileWork(pipeline, tuple(sinks), plan.read_cache)
     report = _Reporter(progress, len(plan))
     created: list[Sink] = []
     started = time.perf_counter()

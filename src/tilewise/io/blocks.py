@@ -12,14 +12,18 @@ result.
 from __future__ import annotations
 
 import threading
+from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..regions import Box
+from . import handles
+from .base import Source
 
-#: Bytes of decoded blocks each process keeps (counted in a run's fixed memory cost).
+#: Most bytes of decoded blocks a process keeps; a run sets the capacity from its budget.
 CAPACITY = 64 * 1024 * 1024
 
 
@@ -105,3 +109,18 @@ def _runs(indices: list[tuple[int, ...]]) -> list[tuple[tuple[int, ...], tuple[i
                 continue
         rects.append((lo, hi))
     return rects
+
+
+@dataclass(frozen=True, eq=False)
+class BlockedSource(Source):
+    """A file whose storage blocks are decoded whole: reads go block by block, through the cache."""
+
+    def read(self, box: Box) -> np.ndarray:
+        data = read_blocked(handles.version(self.path), box, self.shape, self.blocks,
+                            self.dtype, self.read_window)
+        data.flags.writeable = False
+        return data
+
+    @abstractmethod
+    def read_window(self, box: Box) -> np.ndarray:
+        """The pixels of `box` in one direct read."""

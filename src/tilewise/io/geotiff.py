@@ -19,8 +19,8 @@ from rasterio.windows import Window
 from ..errors import InputError, UnsupportedFormatError
 from ..regions import Box
 from . import handles
-from .base import Sink, Source
-from .blocks import read_blocked
+from .base import Sink
+from .blocks import BlockedSource
 
 #: Block side of written GeoTIFFs (GDAL wants a multiple of 16).
 BLOCK = 512
@@ -37,7 +37,7 @@ def _open(path: str, mode: str = "r", **profile: Any) -> Any:
 
 
 @dataclass(frozen=True, eq=False)
-class GeoTIFFSource(Source):
+class GeoTIFFSource(BlockedSource):
     uses_gdal: ClassVar[bool] = True
     @classmethod
     def open(cls, path: str) -> GeoTIFFSource:
@@ -60,13 +60,7 @@ class GeoTIFFSource(Source):
             return cls((height, width), dtype, ("y", "x"), (by, bx), meta, path)
         return cls((count, height, width), dtype, ("c", "y", "x"), (count, by, bx), meta, path)
 
-    def read(self, box: Box) -> np.ndarray:
-        data = read_blocked(handles.version(self.path), box, self.shape, self.blocks,
-                            self.dtype, self._read_window)
-        data.flags.writeable = False
-        return data
-
-    def _read_window(self, box: Box) -> np.ndarray:
+    def read_window(self, box: Box) -> np.ndarray:
         ds = handles.thread_handle(handles.version(self.path), _open)
         rows, cols = box.slices[-2:]
         window = Window.from_slices(rows, cols)

@@ -20,8 +20,8 @@ from ..axes import SPATIAL, UNSPLIT, parse_axes
 from ..errors import InputError
 from ..regions import Box
 from . import handles
-from .base import Sink, Source
-from .blocks import read_blocked
+from .base import Sink
+from .blocks import BlockedSource
 
 META_KEYS = ("crs", "transform", "nodata", "band_names")
 #: Pixels per written chunk: 512 x 512 in 2-D, 64 x 64 x 64 in 3-D.
@@ -33,7 +33,7 @@ def _open_read(path: str) -> zarr.Array:
 
 
 @dataclass(frozen=True, eq=False)
-class ZarrSource(Source):
+class ZarrSource(BlockedSource):
     @classmethod
     def open(cls, path: str, axes: str | tuple[str, ...] | None) -> ZarrSource:
         if not os.path.exists(path):
@@ -50,13 +50,7 @@ class ZarrSource(Source):
         return cls(tuple(arr.shape), np.dtype(arr.dtype), parse_axes(axes, arr.ndim, path),
                    tuple(arr.chunks), metadata.from_attrs(attrs), path)
 
-    def read(self, box: Box) -> np.ndarray:
-        data = read_blocked(handles.version(self.path), box, self.shape, self.blocks,
-                            self.dtype, self._read_window)
-        data.flags.writeable = False
-        return data
-
-    def _read_window(self, box: Box) -> np.ndarray:
+    def read_window(self, box: Box) -> np.ndarray:
         arr = handles.process_handle(handles.version(self.path), _open_read)
         return np.asarray(arr[box.slices])
 
