@@ -9,7 +9,7 @@ that region and its result is released as soon as its last consumer has taken it
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,8 +79,12 @@ class Pipeline:
                 needed[id(inp.node)] = _union(needed.get(id(inp.node)), sub)
         return needed
 
-    def compute(self, box: Box, index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
-        """Every output on `box`, computed from the sources alone (`index` None: a probe)."""
+    def compute(self, box: Box, index: tuple[int, ...] | None,
+                reads: Mapping[int, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
+        """Every output on `box` (`index` None: a probe).
+
+        Sources are read here, unless `reads` already holds a source node's window by its id.
+        """
         needed = self.regions(box)
         uses: dict[int, int] = {}
         for node in self.nodes:
@@ -101,7 +105,10 @@ class Pipeline:
         for node in self.nodes:
             region = needed[id(node)]
             arrays = [take(inp, sub) for inp, sub in zip(node.inputs, node.input_regions(region))]
-            done[id(node)] = (region, node.evaluate(region, arrays, index))
+            if reads is not None and id(node) in reads:
+                done[id(node)] = (region, (reads[id(node)],))
+            else:
+                done[id(node)] = (region, node.evaluate(region, arrays, index))
             del arrays
         return tuple(take(img, box) for img in self.outputs)
 

@@ -60,7 +60,11 @@ class Plan:
 
 
 def probe(pipeline: Pipeline) -> float:
-    """Peak traced bytes per pixel of the largest node region, measured on one central tile."""
+    """Peak bytes per pixel of the largest node region, measured on one central tile.
+
+    The sources are read before tracing starts and counted as the bytes of their windows: a
+    small probe window would otherwise be charged for whole storage blocks it decodes.
+    """
     shape, axes = pipeline.outputs[0].shape, pipeline.outputs[0].axes
     spatial = [a in SPATIAL for a in axes]
     side = max(1, round(PROBE_PIXELS ** (1 / max(1, sum(spatial)))))
@@ -68,18 +72,21 @@ def probe(pipeline: Pipeline) -> float:
                  for n, s, a in zip(shape, spatial, axes))
     start = tuple((n - k) // 2 for n, k in zip(shape, size))
     box = Box(start, tuple(a + k for a, k in zip(start, size)))
+    regions = pipeline.regions(box)
+    reads = {id(n): n.source.read(regions[id(n)]) for n in pipeline.sources}
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()
     try:
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        pipeline.compute(box, None)
+        pipeline.compute(box, None, reads)
         peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         if not tracing:
             tracemalloc.stop()
-    return SAFETY * max(peak, 1) / window_pixels(pipeline, box)
+    peak += sum(a.nbytes for a in reads.values())
+    return SAFETY * max(peak, 1) / max(r.size for r in regions.values())
 
 
 def window_pixels(pipeline: Pipeline, box: Box) -> int:

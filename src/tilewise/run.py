@@ -41,7 +41,8 @@ from .pipeline import Pipeline
 from .plan import Job, Plan, choose, lcm, resolve_tile
 
 #: GDAL's block cache, per process, taken out of the budget (GDAL's own default is 5% of RAM).
-GDAL_CACHE = 32 * 1024 * 1024
+#: Halo blocks are cached by `io.blocks`, so GDAL's cache need only serve the writer.
+GDAL_CACHE = 16 * 1024 * 1024
 #: Resident memory of a worker process before its first tile (interpreter, NumPy, SciPy, GDAL).
 WORKER_BASELINE = 128 * 1024 * 1024
 #: Source blocks join the tile alignment unless that makes the unit this many times larger.
@@ -134,9 +135,10 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
     for path, img in zip(outs, imgs):
         sink_class(path).check(img.shape, img.dtype, img.axes, path)
     workers, budget, runner = _resources(executor, workers, memory)
-    sinks = _sinks(pipeline, outs, resolve_tile(tile, shape, axes))
+    tiles = resolve_tile(tile, shape, axes)
+    sinks = _sinks(pipeline, outs, tiles)
     with quiet_nan_warnings():
-        plan = _plan(pipeline, sinks, budget, runner, resolve_tile(tile, shape, axes))
+        plan = _plan(pipeline, sinks, budget, runner, tiles)
         return _execute(pipeline, sinks, plan, runner, budget, overwrite, progress)
 
 
@@ -268,7 +270,7 @@ def _check_picklable(pipeline: Pipeline) -> None:
 def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Executor,
              budget: int, overwrite: bool,
              progress: bool | Callable[[Progress], None] | None) -> Report:
-    if runner.name == "processes":
+    if runner.separate_processes:
         _check_picklable(pipeline)
         pipeline = pipeline.with_sources(lambda source: source.for_processes())
     # Worker processes inherit the environment, so this caps their GDAL cache too.
