@@ -13,8 +13,12 @@ def box_weights(ndim: int, radius: int) -> np.ndarray:
 
 
 def correlate(a, *, radius):
-    """A position-invariant filter: each output pixel sums its window in a fixed order."""
-    return ndimage.correlate(a, box_weights(a.ndim, radius), mode="reflect")
+    """A position-invariant filter: each output pixel sums its window in a fixed order.
+
+    Not mode="reflect": SciPy 1.17's reflect mode reads outside the array when the footprint
+    is more than twice an axis long (garbage results, or a crash on a page-sized buffer).
+    """
+    return ndimage.correlate(a, box_weights(a.ndim, radius), mode="mirror")
 
 
 def minimum(a, *, radius):

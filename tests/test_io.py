@@ -101,6 +101,7 @@ def test_nan_nodata_zarr_attributes_roundtrip(tmp_path):
     assert np.isnan(tw.open(tmp_path / "n.zarr").meta["nodata"])
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_existing_output_is_refused_then_overwritten(tmp_path):
     img = tw.open(np.ones((8, 8), "uint8"))
     out = tmp_path / "o.tif"

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import psutil
-import rasterio
 from dask.utils import parse_bytes
 
 from .errors import (
@@ -273,24 +272,24 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
     if runner.separate_processes:
         _check_picklable(pipeline)
         pipeline = pipeline.with_sources(lambda source: source.for_processes())
-    # Worker processes inherit the environment, so this caps their GDAL cache too.
+    # GDAL reads this when its cache is first used, here or in a worker process (which
+    # inherits the environment); a value the user set wins.
     os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE // 2**20))
     work = TileWork(pipeline, tuple(sinks), plan.read_cache)
     report = _Reporter(progress, len(plan))
     created: list[Sink] = []
     started = time.perf_counter()
     try:
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE // 2**20):
-            for sink in sinks:
-                sink.create()
-                created.append(sink)
-            for job, arrays in runner.run(work, plan.jobs(), plan.in_flight):
-                for sink, array in zip(sinks, arrays):
-                    if array is not None:
-                        sink.write(job.box, array)
-                report.tile(job.box.size)
-            for sink in sinks:
-                sink.commit(overwrite)
+        for sink in sinks:
+            sink.create()
+            created.append(sink)
+        for job, arrays in runner.run(work, plan.jobs(), plan.in_flight):
+            for sink, array in zip(sinks, arrays):
+                if array is not None:
+                    sink.write(job.box, array)
+            report.tile(job.box.size)
+        for sink in sinks:
+            sink.commit(overwrite)
     except BaseException:
         for sink in created:
             sink.abort()

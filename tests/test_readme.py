@@ -1,0 +1,18 @@
+"""The README's example runs as written (on the shared SRTM DEM)."""
+
+import os
+import re
+
+from conftest import data_path
+
+README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    dem = data_path("dem", "srtm90.tif")
+    with open(README) as f:
+        text = f.read()
+    code = re.search(r"## Example\n\n```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace("../shared/data/dem/srtm90.tif", dem), "README.md", "exec"), {})
+    assert sorted(os.listdir(tmp_path)) == ["gx.zarr", "gy.tif"]
