@@ -21,7 +21,8 @@ from .errors import (
 )
 from .graph import Image, TileInfo
 from .ops import Op, map, op, open
-from .run import Progress, Report, compute, save
+from .reductions import Value, percentile, quantile, reduce
+from .run import Progress, Report, compute, evaluate, save
 
 __version__ = "0.1.0"
 
@@ -42,9 +43,14 @@ __all__ = [
     "TilewiseError",
     "UnpicklableFunctionError",
     "UnsupportedFormatError",
+    "Value",
     "compute",
+    "evaluate",
     "map",
     "op",
     "open",
+    "percentile",
+    "quantile",
+    "reduce",
     "save",
 ]

@@ -54,15 +54,21 @@ class Pipeline:
 
     def with_sources(self, swap: Callable[[Source], Source]) -> Pipeline:
         """The same pipeline with each source replaced by `swap(source)`."""
+        def node(n: Node) -> Node:
+            if not isinstance(n, SourceNode):
+                return n
+            source = swap(n.source)
+            return n if source is n.source else SourceNode((), source)
+
+        return self.rebuild(node)
+
+    def rebuild(self, change: Callable[[Node], Node]) -> Pipeline:
+        """The same pipeline with each node replaced by `change(node)`, inputs rewired."""
         new: dict[int, Node] = {}
-        for node in self.nodes:
-            if isinstance(node, SourceNode):
-                source = swap(node.source)
-                new[id(node)] = node if source is node.source else SourceNode((), source)
-                continue
-            inputs = tuple(Image(new[id(i.node)], i.index) for i in node.inputs)
-            same = all(a.node is b.node for a, b in zip(inputs, node.inputs))
-            new[id(node)] = node if same else dataclasses.replace(node, inputs=inputs)
+        for old in self.nodes:
+            inputs = tuple(Image(new[id(i.node)], i.index) for i in old.inputs)
+            same = all(a.node is b.node for a, b in zip(inputs, old.inputs))
+            new[id(old)] = change(old if same else dataclasses.replace(old, inputs=inputs))
         return Pipeline(tuple(Image(new[id(i.node)], i.index) for i in self.outputs),
                         tuple(new[id(n)] for n in self.nodes))
 

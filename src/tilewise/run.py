@@ -38,6 +38,7 @@ from .io import ArraySink, Sink, sink_class
 from .io import blocks as block_reads
 from .pipeline import Pipeline
 from .plan import Job, Plan, choose, lcm, resolve_tile
+from .reductions import ACCUMULATORS, RESULTS, Reduction, Value
 
 #: GDAL's block cache, per process, taken out of the budget (GDAL's own default is 5% of RAM).
 #: Halo blocks are cached by `io.blocks`, so GDAL's cache need only serve the writer.
@@ -128,15 +129,15 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
         if not isinstance(img, Image):
             raise ParameterError(f"save: item {i} is a {type(img).__name__}, not a tilewise image")
     outs = [os.path.abspath(os.fspath(p)) for p in outs]
-    pipeline = Pipeline.of(imgs)
-    _check_outputs(pipeline, outs, overwrite)
+    _check_outputs(Pipeline.of(imgs), outs, overwrite)
     shape, axes = imgs[0].shape, imgs[0].axes
     for path, img in zip(outs, imgs):
         sink_class(path).check(img.shape, img.dtype, img.axes, path)
     workers, budget, runner = _resources(executor, workers, memory)
     tiles = resolve_tile(tile, shape, axes)
-    sinks = _sinks(pipeline, outs, tiles)
     with quiet_nan_warnings():
+        pipeline = Pipeline.of(_bind(imgs, runner, budget, progress))
+        sinks = _sinks(pipeline, outs, tiles)
         plan = _plan(pipeline, sinks, budget, runner, tiles)
         return _execute(pipeline, sinks, plan, runner, budget, overwrite, progress)
 
@@ -152,8 +153,8 @@ def compute(image: Image, *, executor: str | None = None, workers: int | None = 
     array = np.empty(image.shape, image.dtype)
     sink = ArraySink("<memory>", image.shape, image.dtype, image.axes,
                      ArraySink.default_chunks(image.shape, image.axes), image.meta, array)
-    pipeline = Pipeline.of([image])
     with quiet_nan_warnings():
+        pipeline = Pipeline.of(_bind([image], runner, budget, False))
         plan = _plan(pipeline, (sink,), budget - image.nbytes, runner,
                      resolve_tile(tile, image.shape, image.axes))
         _execute(pipeline, (sink,), plan, runner, budget, False, False)
@@ -224,12 +225,13 @@ def _sinks(pipeline: Pipeline, outs: list[str], tile: tuple[int, ...] | None
 def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Executor,
           tile: tuple[int, ...] | None) -> Plan:
     shape = pipeline.outputs[0].shape
-    sink_unit = tuple(lcm([s.chunks[i] for s in sinks]) for i in range(len(shape)))
     blocks = pipeline.outputs[0].blocks
-    unit = tuple(
-        lcm([u, b]) if lcm([u, b]) <= BLOCK_ALIGN_LIMIT * u else u
-        for u, b in zip(sink_unit, blocks)
-    )
+    if sinks:
+        sink_unit = tuple(lcm([s.chunks[i] for s in sinks]) for i in range(len(shape)))
+        unit = tuple(lcm([u, b]) if lcm([u, b]) <= BLOCK_ALIGN_LIMIT * u else u
+                     for u, b in zip(sink_unit, blocks))
+    else:
+        unit = tuple(min(b, n) for b, n in zip(blocks, shape))
     workers = runner.workers
     # Fixed costs come off the budget first: in every process that reads files, GDAL's cache
     # and the cache of decoded halo blocks; and the baseline of every worker process.
@@ -269,49 +271,147 @@ def _check_picklable(pipeline: Pipeline) -> None:
 def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Executor,
              budget: int, overwrite: bool,
              progress: bool | Callable[[Progress], None] | None) -> Report:
-    if runner.separate_processes:
-        _check_picklable(pipeline)
-        pipeline = pipeline.with_sources(lambda source: source.for_processes())
-    # GDAL reads this when its cache is first used, here or in a worker process (which
-    # inherits the environment); a value the user set wins.
-    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE // 2**20))
-    work = TileWork(pipeline, tuple(sinks), plan.read_cache)
-    report = _Reporter(progress, len(plan))
     created: list[Sink] = []
     started = time.perf_counter()
+
+    def write(job: Job, arrays: tuple[np.ndarray | None, ...]) -> None:
+        for sink, array in zip(sinks, arrays):
+            if array is not None:
+                sink.write(job.box, array)
+
     try:
         for sink in sinks:
             sink.create()
             created.append(sink)
-        for job, arrays in runner.run(work, plan.jobs(), plan.in_flight):
-            for sink, array in zip(sinks, arrays):
-                if array is not None:
-                    sink.write(job.box, array)
-            report.tile(job.box.size)
+        _drive(pipeline, plan, runner,
+               lambda p: TileWork(p, tuple(sinks), plan.read_cache), write, progress, "tiles")
         for sink in sinks:
             sink.commit(overwrite)
     except BaseException:
         for sink in created:
             sink.abort()
         raise
+    return Report(len(plan), dict(zip(pipeline.outputs[0].axes, plan.grid.tile)), runner.name,
+                  runner.workers, budget, time.perf_counter() - started)
+
+
+def _drive(pipeline: Pipeline, plan: Plan, runner: Executor,
+           make_work: Callable[[Pipeline], Callable[[Job], Any]],
+           on_result: Callable[[Job, Any], None],
+           progress: bool | Callable[[Progress], None] | None, what: str) -> None:
+    """One sweep of tile jobs on an executor, with progress, caches and sources cleaned up."""
+    if runner.separate_processes:
+        _check_picklable(pipeline)
+        pipeline = pipeline.with_sources(lambda source: source.for_processes())
+    # GDAL reads this when its cache is first used, here or in a worker process (which
+    # inherits the environment); a value the user set wins.
+    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE // 2**20))
+    report = _Reporter(progress, len(plan), what)
+    try:
+        for job, result in runner.run(make_work(pipeline), plan.jobs(), plan.in_flight):
+            on_result(job, result)
+            report.tile(job.box.size)
     finally:
         report.close()
         block_reads.cache.clear()
         for node in pipeline.sources:
             node.source.release()
-    return Report(len(plan), dict(zip(pipeline.outputs[0].axes, plan.grid.tile)), runner.name,
-                  runner.workers, budget, time.perf_counter() - started)
+
+
+@dataclass(frozen=True, eq=False)
+class ReduceWork:
+    """One tile of a reduction sweep: compute the images, run each reduction's kernel."""
+
+    pipeline: Pipeline
+    kernels: tuple[tuple[int, Callable[[np.ndarray, Any], Any]], ...]
+    read_cache: int
+
+    def __call__(self, job: Job) -> tuple[Any, ...]:
+        block_reads.cache.capacity = self.read_cache
+        arrays = self.pipeline.compute(job.box, job.index)
+        return tuple(kernel(arrays[i], job.box) for i, kernel in self.kernels)
+
+
+def evaluate(values: Sequence[Value], *, executor: str | None = None,
+             workers: int | None = None, memory: int | str | None = None, tile: Any = None,
+             progress: bool | Callable[[Progress], None] | None = False) -> list[Any]:
+    """The results of lazy values, computing every reduction they need in shared sweeps."""
+    workers, budget, runner = _resources(executor, workers, memory)
+    with quiet_nan_warnings():
+        results = _resolve([v.reduction for v in values], runner, budget, progress, tile)
+    return [v.select(results[v.reduction]) for v in values]
+
+
+def _bind(images: Sequence[Image], runner: Executor, budget: int,
+          progress: bool | Callable[[Progress], None] | None) -> list[Image]:
+    """The images with every lazy value among their ops' parameters computed and put in."""
+    pipeline = Pipeline.of(images)
+    values = [v for n in pipeline.nodes if isinstance(n, OpNode)
+              for v in n.params.values() if isinstance(v, Value)]
+    if not values:
+        return list(images)
+    results = _resolve([v.reduction for v in values], runner, budget, progress)
+
+    def bound(node: Any) -> Any:
+        if not isinstance(node, OpNode) or not any(isinstance(v, Value)
+                                                   for v in node.params.values()):
+            return node
+        params = {k: v.select(results[v.reduction]) if isinstance(v, Value) else v
+                  for k, v in node.params.items()}
+        return dataclasses.replace(node, params=params)
+
+    return list(pipeline.rebuild(bound).outputs)
+
+
+def _resolve(reductions: Sequence[Reduction], runner: Executor, budget: int,
+             progress: bool | Callable[[Progress], None] | None,
+             tile: Any = None) -> dict[Reduction, Any]:
+    """Compute reductions; those over images on one grid share every sweep over its tiles."""
+    todo = list({id(r): r for r in reductions if r not in RESULTS}.values())
+    images = _bind([r.image for r in todo], runner, budget, progress)
+    groups: dict[tuple[Any, ...], list[tuple[Reduction, Image]]] = {}
+    for red, image in zip(todo, images):
+        groups.setdefault((image.shape, image.axes), []).append((red, image))
+    for members in groups.values():
+        accumulators = [ACCUMULATORS[red.kind](red) for red, _ in members]
+        outputs = list({id(image.node) * 64 + image.index: image
+                        for _, image in members}.values())
+        which = [next(i for i, o in enumerate(outputs)
+                      if o.node is image.node and o.index == image.index) for _, image in members]
+        pipeline = Pipeline.of(outputs)
+        plan = _plan(pipeline, (), budget, runner,
+                     resolve_tile(tile, outputs[0].shape, outputs[0].axes))
+        sweep = 0
+        while active := [k for k, acc in enumerate(accumulators) if not acc.done]:
+            sweep += 1
+            kernels = tuple((which[k], accumulators[k].kernel()) for k in active)
+
+            def absorb(job: Job, parts: tuple[Any, ...], active: list[int] = active,
+                       accumulators: list[Any] = accumulators) -> None:
+                for k, part in zip(active, parts):
+                    accumulators[k].absorb(part)
+
+            _drive(pipeline, plan, runner,
+                   lambda p, kernels=kernels, cache=plan.read_cache: ReduceWork(p, kernels, cache),
+                   absorb, progress, f"reduce {sweep}")
+            for k in active:
+                accumulators[k].end_sweep()
+        for (red, _), acc in zip(members, accumulators):
+            RESULTS[red] = acc.result
+    return {r: RESULTS[r] for r in reductions}
 
 
 class _Reporter:
-    def __init__(self, progress: bool | Callable[[Progress], None] | None, total: int) -> None:
+    def __init__(self, progress: bool | Callable[[Progress], None] | None, total: int,
+                 what: str = "tiles") -> None:
         self.callback = progress if callable(progress) else None
         show = sys.stderr.isatty() if progress is None else progress is True
         self.bar = None
         if show:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="tile", desc="tilewise", dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit="tile", desc=f"tilewise {what}",
+                            dynamic_ncols=True)
         self.total = total
         self.done = 0
         self.pixels = 0
