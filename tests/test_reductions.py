@@ -104,7 +104,6 @@ def test_percentile_narrows_crowded_bins(monkeypatch):
     import tilewise.reductions as red
 
     monkeypatch.setattr(red, "CANDIDATES", 50)
-    monkeypatch.setattr(red, "BINS", 4)
     rng = np.random.default_rng(3)
     a = np.concatenate([np.full(5000, 7.0), rng.normal(0, 1, 5000)]).reshape(100, 100)
     q = [0, 1, 33.3, 50, 77, 99.9, 100]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import tracemalloc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,11 +60,13 @@ class Plan:
         return len(self.grid)
 
 
-def probe(pipeline: Pipeline) -> float:
+def probe(pipeline: Pipeline,
+          finish: Callable[[tuple[np.ndarray, ...], Box], Any] | None = None) -> float:
     """Peak bytes per pixel of the largest node region, measured on one central tile.
 
     The sources are read before tracing starts and counted as the bytes of their windows: a
     small probe window would otherwise be charged for whole storage blocks it decodes.
+    `finish`, if given, runs on the outputs inside the measurement (a reduction's kernels).
     """
     shape, axes = pipeline.outputs[0].shape, pipeline.outputs[0].axes
     spatial = [a in SPATIAL for a in axes]
@@ -80,7 +83,10 @@ def probe(pipeline: Pipeline) -> float:
     try:
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        pipeline.compute(box, None, reads)
+        outputs = pipeline.compute(box, None, reads)
+        if finish is not None:
+            finish(outputs, box)
+        del outputs
         peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         if not tracing:
@@ -128,10 +134,11 @@ def resolve_tile(tile: int | Mapping[str, int] | Sequence[int] | None,
 
 
 def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: int,
-           queued: int, out_bytes_per_pixel: int, tile: tuple[int, ...] | None) -> Plan:
+           queued: int, out_bytes_per_pixel: int, tile: tuple[int, ...] | None,
+           finish: Callable[[tuple[np.ndarray, ...], Box], Any] | None = None) -> Plan:
     """Pick the largest tile (in whole `unit`s) whose run fits `budget`, or check `tile`."""
     shape, axes = pipeline.outputs[0].shape, pipeline.outputs[0].axes
-    per_pixel = probe(pipeline)
+    per_pixel = probe(pipeline, finish)
     in_flight = workers + queued
 
     def cost(size: tuple[int, ...]) -> int:

@@ -6,8 +6,8 @@ returns a partial result per tile; the driver *absorbs* partials with exact or o
 arithmetic (integer counts, exact float sums, min/max with ties broken by position), so the
 result does not depend on the tile shape, the executor, the worker count or the completion
 order. Float sums are exactly rounded (see `exact`); percentiles are exact order statistics
-found by a histogram sweep that narrows to the bins holding the wanted ranks and a last sweep
-that collects only those candidates, then interpolated as `numpy.nanpercentile` does.
+found by radix selection on sort keys (a histogram sweep of the top 16 bits, then only the
+candidates that share the wanted ranks' bits), then interpolated as `numpy.nanpercentile`.
 
 A `Value` is the lazy handle of a result. Passed as a keyword parameter of an op, it is computed
 before the op runs; every reduction waiting on the same grid shares each sweep.
@@ -31,9 +31,7 @@ MOMENTS = ("sum", "mean", "var", "std", "count")
 EXTREMES = ("min", "max")
 WHOLE_ONLY = ("argmin", "argmax", "histogram", "percentile", "quantile")
 KINDS = MOMENTS + EXTREMES + WHOLE_ONLY
-#: Bins of each narrowing histogram sweep of a float percentile.
-BINS = 1 << 16
-#: A bin holding more candidates than this is narrowed again instead of collected.
+#: A key prefix shared by more values than this is narrowed again instead of collected.
 CANDIDATES = 1 << 23
 
 #: Results already computed, kept as long as their reduction is alive.
@@ -238,43 +236,65 @@ class Histogram:
         return np.histogram(values, bins=self.red.bins)[0].astype(np.int64)
 
 
+def sort_keys(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Unsigned integer keys that sort like the values (NaN excluded), and their bit width.
+
+    Floats: flip all bits of negatives, set the sign bit of the rest (IEEE 754 then orders as
+    unsigned integers). Signed integers: flip the sign bit.
+    """
+    dtype = values.dtype
+    bits = dtype.itemsize * 8
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    raw = values.view(unsigned)
+    top = unsigned.type(1 << (bits - 1))
+    if dtype.kind == "f":
+        return np.where(raw & top, ~raw, raw | top), bits
+    if dtype.kind == "i":
+        return raw ^ top, bits
+    return raw, bits
+
+
+def from_key(key: int, dtype: np.dtype) -> Any:
+    """The value whose sort key is `key` (the inverse of `sort_keys`)."""
+    bits = dtype.itemsize * 8
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    top = 1 << (bits - 1)
+    if dtype.kind == "f":
+        raw = key ^ top if key & top else ~key & ((1 << bits) - 1)
+    elif dtype.kind == "i":
+        raw = key ^ top
+    else:
+        raw = key
+    return np.array(raw, dtype=unsigned).view(dtype)[()]
+
+
+#: Bits of the sort key resolved by each histogram sweep.
+DIGIT = 16
+
+
 @dataclass(frozen=True)
 class Select:
-    """For each group of wanted ranks: the range, a histogram or all of its values.
-
-    A group is the set of valid finite values that fall, step after step, into the chosen bin
-    of each earlier histogram (`steps` of `(lo, hi, bin)`).
-    """
+    """Radix selection: per group of wanted ranks, a histogram of the next 16 key bits, or
+    the keys themselves, of the valid values whose key starts with the group's prefix."""
 
     red: Reduction
-    groups: tuple[tuple[tuple[tuple[float, float, int], ...], str, Any], ...]
+    groups: tuple[tuple[int, int, str], ...]  # (prefix, bits of it, "hist" or "collect")
 
     def __call__(self, a: np.ndarray, box: Any) -> tuple[Any, ...]:
-        values = a[valid_mask(a, self.red.nodata)].astype(np.float64, copy=False)
-        finite = np.isfinite(values)
-        infinite = not finite.all()
-        values = values[finite]
+        values = a[valid_mask(a, self.red.nodata)]
+        keys, bits = sort_keys(values)
         out = []
-        for steps, mode, limits in self.groups:
-            v = values
-            for lo, hi, b in steps:
-                v = v[_bin(v, lo, hi) == b]
-            if mode == "range":
-                out.append((v.size, v.min() if v.size else np.inf,
-                            v.max() if v.size else -np.inf, infinite))
-            elif mode == "hist":
-                out.append(np.bincount(_bin(v, *limits), minlength=BINS))
-            else:
-                out.append(v)
+        for prefix, known, mode in self.groups:
+            k = keys
+            if known:
+                k = k[(k >> (bits - known)) == prefix]
+            if mode == "collect":
+                out.append(k)
+                continue
+            width = min(DIGIT, bits - known)
+            digits = (k >> (bits - known - width)) & ((1 << width) - 1)
+            out.append(np.bincount(digits.astype(np.intp), minlength=1 << width))
         return tuple(out)
-
-
-def _bin(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Bin index in [0, BINS): a non-decreasing function of the value, the same everywhere."""
-    if hi <= lo:
-        return np.zeros(values.shape, np.intp)
-    index = np.floor((values - lo) * (BINS / (hi - lo)))
-    return np.clip(index, 0, BINS - 1).astype(np.intp)
 
 
 def _limits(dtype: np.dtype) -> tuple[Any, Any]:
@@ -410,70 +430,65 @@ class HistogramAcc(Accumulator):
 
 
 class QuantileAcc(Accumulator):
-    """Exact order statistics by narrowing: range, histograms of ever smaller sets, values.
+    """Exact order statistics by radix selection over sort keys (see `sort_keys`).
 
-    Each group of wanted ranks is a set of values (see `Select`) with the rank each wanted
-    order statistic has inside it. A range sweep finds its extremes (all equal: done), a
-    histogram sweep splits it by bin, and a set small enough is collected and sorted.
+    A group is the set of valid values whose key starts with a prefix, with the rank each
+    wanted order statistic has inside it. A histogram sweep of the next 16 key bits splits a
+    group by digit; a group small enough has its keys collected and sorted; a group whose key
+    is fully known holds one value. Float32 and 16-bit data need two sweeps at most.
     """
 
     def kernel(self) -> Any:
         if "groups" not in self.state:
-            self.state.update(groups=[{"steps": (), "mode": "range", "ranks": None}],
+            self.state.update(groups=[{"prefix": 0, "known": 0, "mode": "hist", "ranks": None}],
                               found={})
-        return Select(self.red, tuple((g["steps"], g["mode"], g.get("limits"))
+        return Select(self.red, tuple((g["prefix"], g["known"], g["mode"])
                                       for g in self.state["groups"]))
 
     def absorb(self, part: Any) -> None:
         for group, result in zip(self.state["groups"], part):
-            if group["mode"] == "range":
-                n, lo, hi, infinite = result
-                old = group.get("partial", (0, np.inf, -np.inf, False))
-                group["partial"] = (old[0] + n, min(old[1], lo), max(old[2], hi),
-                                    old[3] or infinite)
-            elif group["mode"] == "hist":
+            if group["mode"] == "hist":
                 group["partial"] = group.get("partial", 0) + result
             else:
                 group.setdefault("partial", []).append(result)
 
     def end_sweep(self) -> None:
+        bits = self.red.image.dtype.itemsize * 8
         groups = []
         for group in self.state["groups"]:
-            groups.extend(getattr(self, f"_after_{group['mode']}")(group))
+            if group["mode"] == "hist":
+                groups.extend(self._split(group, bits))
+            else:
+                keys = np.sort(np.concatenate(group.pop("partial")))
+                self._found({r: int(keys[k]) for r, k in group["ranks"].items()})
         self.state["groups"] = groups
         if not groups and not self.done:
             self._finish()
 
-    def _after_range(self, group: dict) -> list[dict]:
-        n, lo, hi, infinite = group.pop("partial", (0, np.inf, -np.inf, False))
-        if group["ranks"] is None:
-            if infinite:
-                raise ParameterError(f"{self.red.kind} of {self.red.image!r}: infinite values "
-                                     "are not supported; mask them as nodata")
-            if not self._targets(n):
-                return []
-            group["ranks"] = {r: r for r in self.state["ranks"]}
-        if lo == hi:
-            self.state["found"].update({r: lo for r in group["ranks"]})
+    def _split(self, group: dict, bits: int) -> list[dict]:
+        hist = group.pop("partial", np.zeros(1, np.int64))
+        if group["ranks"] is None and not self._targets(int(np.sum(hist))):
             return []
-        return [{**group, "mode": "hist", "limits": (lo, hi)}]
-
-    def _after_hist(self, group: dict) -> list[dict]:
-        hist = group.pop("partial")
+        ranks = group["ranks"] or {r: r for r in self.state["ranks"]}
         cumulative = np.cumsum(hist)
+        width = min(DIGIT, bits - group["known"])
         split: dict[int, dict[int, int]] = {}
-        for r, rank in group["ranks"].items():
-            b = int(np.searchsorted(cumulative, rank, side="right"))
-            split.setdefault(b, {})[r] = rank - (int(cumulative[b - 1]) if b else 0)
-        lo, hi = group["limits"]
-        return [{"steps": (*group["steps"], (lo, hi, b)), "ranks": ranks,
-                 "mode": "collect" if hist[b] <= CANDIDATES else "range"}
-                for b, ranks in split.items()]
+        for r, rank in ranks.items():
+            digit = int(np.searchsorted(cumulative, rank, side="right"))
+            split.setdefault(digit, {})[r] = rank - (int(cumulative[digit - 1]) if digit else 0)
+        out = []
+        for digit, inside in split.items():
+            prefix, known = (group["prefix"] << width) | digit, group["known"] + width
+            if known == bits:
+                self._found({r: prefix for r in inside})
+            else:
+                mode = "collect" if hist[digit] <= CANDIDATES else "hist"
+                out.append({"prefix": prefix, "known": known, "mode": mode, "ranks": inside})
+        return out
 
-    def _after_collect(self, group: dict) -> list[dict]:
-        values = np.sort(np.concatenate(group.pop("partial", [np.empty(0)])))
-        self.state["found"].update({r: values[k] for r, k in group["ranks"].items()})
-        return []
+    def _found(self, keys: dict[int, int]) -> None:
+        dtype = self.red.image.dtype
+        self.state["found"].update({r: from_key(k, dtype) for r, k in keys.items()})
 
     def _targets(self, n: int) -> bool:
         """Set the ranks to find; False (and the result set) when there is no valid value."""
@@ -496,13 +511,13 @@ class QuantileAcc(Accumulator):
         dtype, found, n = self.red.image.dtype, self.state["found"], self.state["n"]
         previous = self.state["previous"]
         shape = np.shape(self.state["q"])
-        below = np.asarray([found[int(r)] for r in np.ravel(previous)]).astype(dtype)
-        above = np.asarray([found[min(int(r) + 1, n - 1)] for r in np.ravel(previous)])
-        below, above = below.reshape(shape), above.astype(dtype).reshape(shape)
+        below = np.asarray([found[int(r)] for r in np.ravel(previous)], dtype=dtype)
+        above = np.asarray([found[min(int(r) + 1, n - 1)] for r in np.ravel(previous)],
+                           dtype=dtype)
         gamma = np.asanyarray(self.state["virtual"] - previous, dtype=np.float64)
         if isinstance(self.red.q, (int, float)):
             gamma = float(gamma)
-        self.result = lerp(below, above, gamma)
+        self.result = lerp(below.reshape(shape), above.reshape(shape), gamma)
         self.done = True
 
 

@@ -180,6 +180,9 @@ def _resources(executor: str | None, workers: int | None, memory: int | str | No
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"workers={workers!r} must be a positive integer")
     runner = get_executor(executor, workers)
+    # GDAL sizes its block cache from this when it first reads a block (the probe may be
+    # first), here or in a worker process, which inherits the environment; a user's value wins.
+    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE // 2**20))
     return runner.workers, budget_bytes(memory), runner
 
 
@@ -223,7 +226,8 @@ def _sinks(pipeline: Pipeline, outs: list[str], tile: tuple[int, ...] | None
 
 
 def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Executor,
-          tile: tuple[int, ...] | None) -> Plan:
+          tile: tuple[int, ...] | None,
+          finish: Callable[[tuple[np.ndarray, ...], Any], Any] | None = None) -> Plan:
     shape = pipeline.outputs[0].shape
     blocks = pipeline.outputs[0].blocks
     if sinks:
@@ -252,7 +256,7 @@ def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Execut
     copies = 2 if runner.separate_processes else 1
     out_bytes = copies * sum(s.dtype.itemsize for s in sinks if not s.parallel_writes)
     plan = choose(pipeline, unit=unit, budget=budget - fixed, workers=workers, queued=queued,
-                  out_bytes_per_pixel=out_bytes, tile=tile)
+                  out_bytes_per_pixel=out_bytes, tile=tile, finish=finish)
     return dataclasses.replace(plan, read_cache=read_cache)
 
 
@@ -303,9 +307,6 @@ def _drive(pipeline: Pipeline, plan: Plan, runner: Executor,
     if runner.separate_processes:
         _check_picklable(pipeline)
         pipeline = pipeline.with_sources(lambda source: source.for_processes())
-    # GDAL reads this when its cache is first used, here or in a worker process (which
-    # inherits the environment); a value the user set wins.
-    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE // 2**20))
     report = _Reporter(progress, len(plan), what)
     try:
         for job, result in runner.run(make_work(pipeline), plan.jobs(), plan.in_flight):
@@ -379,12 +380,17 @@ def _resolve(reductions: Sequence[Reduction], runner: Executor, budget: int,
         which = [next(i for i, o in enumerate(outputs)
                       if o.node is image.node and o.index == image.index) for _, image in members]
         pipeline = Pipeline.of(outputs)
-        plan = _plan(pipeline, (), budget, runner,
-                     resolve_tile(tile, outputs[0].shape, outputs[0].axes))
+        plan = None
         sweep = 0
         while active := [k for k, acc in enumerate(accumulators) if not acc.done]:
             sweep += 1
             kernels = tuple((which[k], accumulators[k].kernel()) for k in active)
+            if plan is None:
+                # The first sweep's kernels are the heaviest; the probe measures them too.
+                plan = _plan(pipeline, (), budget, runner,
+                             resolve_tile(tile, outputs[0].shape, outputs[0].axes),
+                             lambda arrays, box, kernels=kernels: [
+                                 kernel(arrays[i], box) for i, kernel in kernels])
 
             def absorb(job: Job, parts: tuple[Any, ...], active: list[int] = active,
                        accumulators: list[Any] = accumulators) -> None:
