@@ -1,12 +1,14 @@
 """Run one benchmark case in a child process and record its wall time and peak memory.
 
 Peak memory is the largest sum of resident set sizes of the child and all its descendants
-(worker processes included), sampled every 20 ms with psutil.
+(worker processes included), sampled every 20 ms with psutil. Every case starts after an
+`os.sync()`, so that no case pays for writing back the previous case's output.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +17,8 @@ import psutil
 
 
 def run_child(args: list[str]) -> dict:
+    # Start every case with no dirty pages of an earlier case still being written back.
+    os.sync()
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
     parent = psutil.Process(proc.pid)
     peak = 0

@@ -1,4 +1,4 @@
-"""The README's example runs as written (on the shared SRTM DEM)."""
+"""The README's examples run as written (on the shared SRTM DEM)."""
 
 import os
 import re
@@ -12,7 +12,13 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     dem = data_path("dem", "srtm90.tif")
     with open(README) as f:
         text = f.read()
-    code = re.search(r"## Example\n\n```python\n(.*?)```", text, re.S).group(1)
+    example = re.search(r"## Example\n\n```python\n(.*?)```", text, re.S).group(1)
+    two_pass = re.search(r"### Reductions and two-pass pipelines\n```python\n(.*?)```",
+                         text, re.S).group(1)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code.replace("../shared/data/dem/srtm90.tif", dem), "README.md", "exec"), {})
-    assert sorted(os.listdir(tmp_path)) == ["gx.zarr", "gy.tif"]
+    namespace: dict = {}
+    for code in (example, two_pass):
+        code = code.replace("../shared/data/dem/srtm90.tif", dem)
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert sorted(os.listdir(tmp_path)) == ["gx.zarr", "gy.tif", "stretched.tif"]
+    assert namespace["spectrum"].shape == (53,)
