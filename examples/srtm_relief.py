@@ -2,54 +2,23 @@
 
     python examples/srtm_relief.py [OUT_DIR] [--executor threads] [--workers 2] [--memory 1GiB]
 
-The DEM comes from `$TILEWISE_DATA/dem/srtm90.tif` (default `../shared/data`), or is fetched
+The DEM comes from `tilewise.datasets`: `$TILEWISE_DATA/dem/srtm90.tif` if set, else fetched
 once from PyPI (the `localtileserver==1.0.0` wheel ships it) into `~/.cache/tilewise`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import subprocess
-import sys
-import tempfile
 import time
-import zipfile
 
 import numpy as np
 from scipy import ndimage
 
 import tilewise as tw
+from tilewise import datasets
 
-SRTM_SHA256 = "4cfc724096b8d4b3395b9a3fea9c5b251ad816d6395a47aa626bff037e18fcd1"
-WHEEL = "localtileserver==1.0.0"
-MEMBER = "localtileserver/tiler/data/srtm90.tif"
 METRES_PER_DEGREE = 111_320.0
-
-
-def fetch_srtm() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    shared = os.environ.get("TILEWISE_DATA", os.path.join(here, "..", "..", "shared", "data"))
-    local = os.path.join(shared, "dem", "srtm90.tif")
-    if os.path.exists(local):
-        return local
-    cache = os.path.join(os.path.expanduser("~"), ".cache", "tilewise")
-    target = os.path.join(cache, "srtm90.tif")
-    if not os.path.exists(target):
-        os.makedirs(cache, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                            "-d", tmp, WHEEL], check=True)
-            wheel = next(f for f in os.listdir(tmp) if f.endswith(".whl"))
-            with zipfile.ZipFile(os.path.join(tmp, wheel)) as zf:
-                data = zf.read(MEMBER)
-        if hashlib.sha256(data).hexdigest() != SRTM_SHA256:
-            sys.exit(f"{WHEEL} shipped a {MEMBER} whose SHA-256 is not the expected one")
-        with open(target + ".partial", "wb") as out:
-            out.write(data)
-        os.replace(target + ".partial", target)
-    return target
 
 
 @tw.op(margin=4, dtype="float32")
@@ -88,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
-    dem = tw.open(fetch_srtm())
+    dem = tw.open(datasets.path("srtm90"))
     print(f"input: {dem}")
     transform, lat = dem.meta["transform"], dem.meta["transform"].f
     # Degrees to metres at the DEM's latitude, so that slopes are in real degrees.

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from dask.utils import format_bytes
 
 from .axes import SPATIAL, UNSPLIT, count
 from .errors import BudgetError, ParameterError
@@ -150,16 +151,17 @@ def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: i
         need = cost(tile)
         if need > budget:
             raise BudgetError(
-                f"tile {dict(zip(axes, tile))} needs about {_fmt(need)} with {workers} workers "
-                f"but the memory budget is {_fmt(budget)}; use a smaller tile or a larger memory")
+                f"tile {dict(zip(axes, tile))} needs about {format_bytes(need)} with {workers} "
+                f"workers but the memory budget is {format_bytes(budget)}; use a smaller tile "
+                "or a larger memory")
         return Plan(TileGrid(shape, tile), per_pixel, need, workers, in_flight)
 
     size = tuple(min(n, u) for n, u in zip(shape, unit))
     if cost(size) > budget:
         raise BudgetError(
             f"the smallest tile this output allows, {dict(zip(axes, size))}, needs about "
-            f"{_fmt(cost(size))} with {workers} workers, more than the memory budget "
-            f"{_fmt(budget)}; raise memory or lower workers")
+            f"{format_bytes(cost(size))} with {workers} workers, more than the memory budget "
+            f"{format_bytes(budget)}; raise memory or lower workers")
     growable = [i for i, a in enumerate(axes) if a not in UNSPLIT]
     order = sorted(growable, key=lambda i: (axes[i] not in SPATIAL, -i))
     min_tiles = min(TILES_PER_WORKER * workers, _count(shape, size))
@@ -189,14 +191,6 @@ def _central(shape: tuple[int, ...], size: tuple[int, ...]) -> Box:
 
 def _count(shape: tuple[int, ...], size: tuple[int, ...]) -> int:
     return math.prod(-(-n // k) for n, k in zip(shape, size))
-
-
-def _fmt(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def lcm(values: Sequence[int]) -> int:
