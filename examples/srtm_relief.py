@@ -17,6 +17,7 @@ from scipy import ndimage
 
 import tilewise as tw
 from tilewise import datasets
+from tilewise.preview import render
 
 METRES_PER_DEGREE = 111_320.0
 
@@ -71,6 +72,8 @@ def main() -> None:
                      memory=args.memory, overwrite=True)
     print(f"wrote {', '.join(names)} in {time.perf_counter() - start:.1f} s: "
           f"{report.tiles} tiles of {report.tile}, {report.executor} x {report.workers}")
+    for name, cmap in zip(names, ("terrain", "magma", "gray")):
+        print("preview", render(name, name.removesuffix(".tif") + ".png", cmap=cmap))
 
 
 if __name__ == "__main__":

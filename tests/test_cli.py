@@ -39,3 +39,35 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path):
 def test_bad_usage_exits_2():
     assert tilewise().returncode == 2
     assert tilewise("frobnicate").returncode == 2
+
+
+def test_preview_of_a_real_geotiff_reads_overviews_not_the_whole(tmp_path):
+    import matplotlib.image
+
+    out = tmp_path / "p.png"
+    done = tilewise("preview", data_path("satellite", "landsat.tif"), "-o", out,
+                    "--bands", "3,2,1", "--max-size", "300")
+    assert done.returncode == 0, done.stderr
+    picture = matplotlib.image.imread(out)
+    assert picture.ndim == 3 and min(picture.shape[:2]) > 100
+
+
+def test_preview_sample_of_npy_and_zarr_is_strided(tmp_path):
+    from tilewise.preview import sample
+
+    a = np.arange(3 * 50 * 70, dtype="float32").reshape(3, 50, 70)
+    np.save(tmp_path / "a.npy", a)
+    data, _ = sample(str(tmp_path / "a.npy"), max_size=20)
+    np.testing.assert_array_equal(data[0], a[1, ::4, ::4])
+    tw.save(tw.open(a, axes="cyx"), tmp_path / "a.zarr")
+    data, _ = sample(str(tmp_path / "a.zarr"), max_size=35)
+    np.testing.assert_array_equal(data, a[:, ::2, ::2])
+    done = tilewise("preview", tmp_path / "a.zarr", "-o", tmp_path / "z.png")
+    assert done.returncode == 0, done.stderr
+
+
+def test_preview_refuses_bad_bands(tmp_path):
+    done = tilewise("preview", data_path("satellite", "landsat.tif"), "-o", tmp_path / "x.png",
+                    "--bands", "1,9,2")
+    assert done.returncode == 2 and "bands=(1, 9, 2)" in done.stderr
+    assert not (tmp_path / "x.png").exists()

@@ -1,4 +1,4 @@
-"""The command line: `tilewise info PATH` (more commands come with the pipeline files).
+"""The command line: `tilewise info PATH`, `tilewise preview PATH -o OUT.png`.
 
 Exit codes: 0 done, 1 failed, 2 bad usage or bad input. A `TilewiseError` is printed as its
 one sentence, never as a traceback.
@@ -21,6 +21,13 @@ def _size_on_disk(path: str) -> int:
         return sum(os.path.getsize(os.path.join(root, f))
                    for root, _, files in os.walk(path) for f in files)
     return os.path.getsize(path)
+
+
+def _band_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of band numbers") from None
 
 
 def info(path: str) -> list[str]:
@@ -58,10 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("info", help="describe an image: shape, axes, blocks, CRS, ...")
     show.add_argument("path")
+    look = commands.add_parser("preview", help="write a downsampled PNG quick-look of an image")
+    look.add_argument("path")
+    look.add_argument("-o", "--output", required=True, help="the PNG to write")
+    look.add_argument("--max-size", type=int, default=1024, help="longest side, in pixels")
+    look.add_argument("--cmap", default="viridis", help="matplotlib colour map for one band")
+    look.add_argument("--bands", type=_band_list, default=None,
+                      help="1-based band(s) to draw: one, or three as RGB (e.g. 3,2,1)")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
             print("\n".join(info(args.path)))
+        elif args.command == "preview":
+            from .preview import render
+
+            print(render(args.path, args.output, args.max_size, args.cmap, args.bands))
     except TilewiseError as exc:
         print(f"tilewise: {exc}", file=sys.stderr)
         return 2
