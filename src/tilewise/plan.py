@@ -195,7 +195,3 @@ def _count(shape: tuple[int, ...], size: tuple[int, ...]) -> int:
 
 def lcm(values: Sequence[int]) -> int:
     return math.lcm(*values) if values else 1
-
-
-def dtype_bytes(dtypes: Sequence[np.dtype]) -> int:
-    return sum(np.dtype(d).itemsize for d in dtypes)

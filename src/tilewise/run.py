@@ -375,10 +375,10 @@ def _resolve(reductions: Sequence[Reduction], runner: Executor, budget: int,
         groups.setdefault((image.shape, image.axes), []).append((red, image))
     for members in groups.values():
         accumulators = [ACCUMULATORS[red.kind](red) for red, _ in members]
-        outputs = list({id(image.node) * 64 + image.index: image
-                        for _, image in members}.values())
-        which = [next(i for i, o in enumerate(outputs)
-                      if o.node is image.node and o.index == image.index) for _, image in members]
+        unique = {(id(image.node), image.index): image for _, image in members}
+        outputs = list(unique.values())
+        position = {key: i for i, key in enumerate(unique)}
+        which = [position[(id(image.node), image.index)] for _, image in members]
         pipeline = Pipeline.of(outputs)
         plan = None
         sweep = 0
