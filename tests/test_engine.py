@@ -59,6 +59,14 @@ def test_wrong_shape_names_op_and_tile():
         wrong_shape(tw.open(np.ones((300, 300)))).compute(tile=100)
 
 
+def test_nan_into_an_integer_dtype_is_refused():
+    a = np.ones((300, 300))
+    a[150, 150] = np.nan
+    img = tw.map(np.asarray, tw.open(a), dtype="uint8", name="to_bytes")
+    with pytest.raises(tw.TileError, match=r"op 'to_bytes' on .* NaN or infinite values.*uint8"):
+        img.compute(tile=100)
+
+
 def test_wrong_number_of_outputs():
     with pytest.raises(tw.TileError, match="must return 2 arrays"):
         tw.map(np.asarray, tw.open(np.ones((4, 4))), outputs=2)[0].compute()

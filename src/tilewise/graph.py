@@ -169,11 +169,16 @@ class OpNode(Node):
         outs = []
         for i, (out, dtype) in enumerate(zip(results, self.dtypes)):
             out = np.asarray(out)
+            which = f" output {i}" if self.n_outputs > 1 else ""
             if out.shape != window.shape:
-                which = f" output {i}" if self.n_outputs > 1 else ""
                 raise TileError(f"{where} returned{which} shape {out.shape}; "
                                 f"an op must return the shape of its input {window.shape}")
-            outs.append(out[inner].astype(dtype, copy=False))
+            kept = out[inner]
+            if dtype.kind in "iub" and kept.dtype.kind in "fc" and not np.isfinite(kept).all():
+                raise TileError(f"{where} returned{which} NaN or infinite values, which the "
+                                f"declared dtype {dtype} cannot hold; fill them or declare a "
+                                "float dtype")
+            outs.append(kept.astype(dtype, copy=False))
         return tuple(outs)
 
     @property
