@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from dask.utils import parse_bytes
+from dask.utils import format_bytes, parse_bytes
 
 from .errors import (
     BudgetError,
@@ -428,9 +428,9 @@ class _Reporter:
         self.pixels += pixels
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix_str(
-                f"{self.pixels / 1e6 / max(time.perf_counter() - self.start, 1e-9):.1f} Mpx/s",
-                refresh=False)
+            rate = self.pixels / 1e6 / max(time.perf_counter() - self.start, 1e-9)
+            memory = format_bytes(psutil.Process().memory_info().rss)
+            self.bar.set_postfix_str(f"{rate:.1f} Mpx/s, {memory} resident", refresh=False)
         if self.callback is not None:
             self.callback(Progress(self.done, self.total, self.pixels,
                                    time.perf_counter() - self.start))
