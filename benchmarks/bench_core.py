@@ -25,7 +25,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import emit, run_child  # noqa: E402
+from measure import emit, median, run_child  # noqa: E402
 
 from tilewise.io.geotiff import BLOCK, CREATION_OPTIONS  # noqa: E402
 
@@ -110,12 +110,6 @@ def case_first_tile_dask() -> None:
     except FirstTile:
         pass
     emit({"seconds": first[0] if first else float("nan"), "tiles": x.npartitions})
-
-
-def median(results: list[dict]) -> dict:
-    """The run with the median wall time, its peak memory the largest of all runs."""
-    ordered = sorted(results, key=lambda r: r["seconds"])
-    return {**ordered[len(ordered) // 2], "peak_rss": max(r["peak_rss"] for r in results)}
 
 
 def table(rows: list[tuple[str, dict]], reference: dict) -> None:

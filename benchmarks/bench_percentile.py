@@ -22,7 +22,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import emit, run_child  # noqa: E402
+from measure import emit, median, run_child  # noqa: E402
 
 Q = [2, 98]
 
@@ -86,8 +86,7 @@ def main() -> None:
     print(f"{'case':<40}{'wall s':>8}{'vs numpy':>10}{'peak RSS':>11}{'vs numpy':>10}"
           f"{'max abs error':>15}")
     for name, _ in cases:
-        ordered = sorted(runs[name], key=lambda r: r["seconds"])
-        r = {**ordered[len(ordered) // 2], "peak_rss": max(x["peak_rss"] for x in runs[name])}
+        r = median(runs[name])
         if reference is None:
             reference = r
         error = max(abs(a - b) for a, b in zip(r["values"], reference["values"]))

@@ -39,3 +39,9 @@ def run_child(args: list[str]) -> dict:
 
 def emit(result: dict) -> None:
     print(json.dumps(result), flush=True)
+
+
+def median(results: list[dict]) -> dict:
+    """The run with the median wall time, its peak memory the largest of all runs."""
+    ordered = sorted(results, key=lambda r: r["seconds"])
+    return {**ordered[len(ordered) // 2], "peak_rss": max(r["peak_rss"] for r in results)}

@@ -83,9 +83,7 @@ class TileWork:
     read_cache: int
 
     def __call__(self, job: Job) -> tuple[np.ndarray | None, ...]:
-        # Each process sizes its cache of decoded halo blocks the same way, from the plan.
-        block_reads.cache.capacity = self.read_cache
-        arrays = self.pipeline.compute(job.box, job.index)
+        arrays = _compute_tile(self.pipeline, self.read_cache, job)
         out: list[np.ndarray | None] = []
         for sink, array in zip(self.sinks, arrays):
             if sink.parallel_writes:
@@ -94,6 +92,12 @@ class TileWork:
             else:
                 out.append(array)
         return tuple(out)
+
+
+def _compute_tile(pipeline: Pipeline, read_cache: int, job: Job) -> tuple[np.ndarray, ...]:
+    # Each process sizes its cache of decoded halo blocks the same way, from the plan.
+    block_reads.cache.capacity = read_cache
+    return pipeline.compute(job.box, job.index)
 
 
 def default_workers() -> int:
@@ -328,8 +332,7 @@ class ReduceWork:
     read_cache: int
 
     def __call__(self, job: Job) -> tuple[Any, ...]:
-        block_reads.cache.capacity = self.read_cache
-        arrays = self.pipeline.compute(job.box, job.index)
+        arrays = _compute_tile(self.pipeline, self.read_cache, job)
         return tuple(kernel(arrays[i], job.box) for i, kernel in self.kernels)
 
 
