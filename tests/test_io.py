@@ -119,6 +119,14 @@ def test_output_equal_to_input_is_refused_even_with_overwrite(geotiff):
         tw.save(tw.open(path), path, overwrite=True)
 
 
+def test_output_equal_to_a_file_read_only_by_a_reduction_is_refused(geotiff, tmp_path):
+    path, _ = geotiff
+    top = tw.reduce(tw.open(path), "max")
+    img = tw.map(lambda a, top: a / top, tw.open(np.ones((3, 40, 50))), top=top)
+    with pytest.raises(tw.OutputExistsError, match="also an input"):
+        tw.save(img, path, overwrite=True)
+
+
 def test_unknown_suffixes_and_missing_files(tmp_path):
     with pytest.raises(tw.UnsupportedFormatError, match=r"\.xyz"):
         tw.save(tw.open(np.ones((2, 2))), tmp_path / "a.xyz")

@@ -197,7 +197,7 @@ def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool) -> None
             raise GridMismatchError(
                 f"outputs saved together must share one grid: {outs[0]} has shape {first.shape} "
                 f"axes {first.axes} but {path} has shape {img.shape} axes {img.axes}")
-    inputs = {os.path.realpath(n.source.path) for n in pipeline.sources if n.source.path}
+    inputs = _input_paths(pipeline)
     seen: set[str] = set()
     for path in outs:
         real = os.path.realpath(path)
@@ -213,6 +213,21 @@ def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool) -> None
             raise OutputError(f"the folder of output {path} does not exist")
         if not os.access(folder, os.W_OK):
             raise OutputError(f"the folder of output {path} is not writable")
+
+
+def _values(pipeline: Pipeline) -> list[Value]:
+    """The lazy values among the parameters of the pipeline's ops."""
+    return [v for n in pipeline.nodes if isinstance(n, OpNode)
+            for v in n.params.values() if isinstance(v, Value)]
+
+
+def _input_paths(pipeline: Pipeline) -> set[str]:
+    """Every file the run reads, including those read only by reductions feeding op params."""
+    paths = {os.path.realpath(n.source.path) for n in pipeline.sources if n.source.path}
+    values = _values(pipeline)
+    if values:
+        paths |= _input_paths(Pipeline.of([v.reduction.image for v in values]))
+    return paths
 
 
 def _sinks(pipeline: Pipeline, outs: list[str], tile: tuple[int, ...] | None
@@ -350,8 +365,7 @@ def _bind(images: Sequence[Image], runner: Executor, budget: int,
           progress: bool | Callable[[Progress], None] | None) -> list[Image]:
     """The images with every lazy value among their ops' parameters computed and put in."""
     pipeline = Pipeline.of(images)
-    values = [v for n in pipeline.nodes if isinstance(n, OpNode)
-              for v in n.params.values() if isinstance(v, Value)]
+    values = _values(pipeline)
     if not values:
         return list(images)
     results = _resolve([v.reduction for v in values], runner, budget, progress)
