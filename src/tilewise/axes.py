@@ -34,6 +34,11 @@ def parse_axes(axes: str | Sequence[str] | None, ndim: int, what: str) -> Axes:
     return names
 
 
+def filtered(axes: Axes) -> list[str]:
+    """The axes a neighbourhood spans by default: the spatial ones, else all but channels."""
+    return [a for a in axes if a in SPATIAL] or [a for a in axes if a not in UNSPLIT]
+
+
 def per_axis(
     value: int | Mapping[str, int] | None,
     axes: Axes,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import meta as metadata
-from .axes import SPATIAL, UNSPLIT, per_axis
+from .axes import filtered, per_axis
 from .errors import GridMismatchError, ParameterError
 from .graph import Image, OpNode, SourceNode
 from .io import open_source
@@ -67,10 +67,8 @@ class Op:
         _check_grids(inputs, self.name)
         first = inputs[0]
         margin = self.margin(**params) if callable(self.margin) else self.margin
-        default_axes = [a for a in first.axes if a in SPATIAL] or \
-            [a for a in first.axes if a not in UNSPLIT]
         margins = per_axis(margin, first.axes, name=f"margin of op {self.name!r}",
-                           default_axes=default_axes)
+                           default_axes=filtered(first.axes))
         dtypes = tuple(_dtypes(self.dtype, self.outputs, first.dtype, self.name))
         metas = _metas(self.meta, self.outputs, [i.meta for i in inputs], self.name)
         node = OpNode(inputs, self, self.name, margins, dict(params), dtypes, metas,

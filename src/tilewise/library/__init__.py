@@ -1,0 +1,29 @@
+"""Built-in ops: functions from images to images, the same from Python and from pipeline files.
+
+    from tilewise import library as ops
+    relief = ops.hillshade(ops.gaussian(tw.open("dem.tif"), sigma=1.5))
+
+Each is registered under its name with `registry.builtin`; its keyword-only parameters, their
+type hints and defaults are the schema pipeline files are checked against and `tilewise ops`
+prints. Every built-in gives, tile by tile, exactly what it gives on the whole image.
+"""
+
+from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
+from .intensity import stretch
+from .registry import BUILTINS, Builtin
+from .terrain import aspect, hillshade, slope
+
+__all__ = [
+    "BUILTINS",
+    "Builtin",
+    "aspect",
+    "gaussian",
+    "gradient_magnitude",
+    "hillshade",
+    "maximum",
+    "mean",
+    "median",
+    "minimum",
+    "slope",
+    "stretch",
+]

@@ -1,0 +1,116 @@
+"""Neighbourhood filters on the spatial axes (channels are filtered one by one).
+
+Each output pixel is computed from its own neighbourhood by the same arithmetic wherever the
+tile boundaries fall, so results are bit for bit those of the whole image. That is why `mean`
+is a correlation with uniform weights and not SciPy's `uniform_filter`, a running sum whose
+rounding depends on where the line starts. Float results are float32 (float64 for float64
+input) with the input's nodata pixels turned into NaN, which then spreads to every pixel whose
+neighbourhood holds one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..axes import count
+from ..errors import ParameterError
+from ..graph import Image
+from ..ops import Op
+from .kernels import Mode, as_float, check_mode, float_dtype, nodata_of, spatial_axes
+from .registry import builtin
+
+
+def _mean(a, *, size, axes, mode, nodata, dtype):
+    out = as_float(a, nodata, dtype)
+    weights = np.full(size, 1.0 / size)
+    for axis in axes:
+        out = ndimage.correlate1d(out, weights, axis=axis, mode=mode)
+    return out
+
+
+def _gaussian(a, *, sigma, truncate, axes, mode, nodata, dtype):
+    return ndimage.gaussian_filter(as_float(a, nodata, dtype), sigma, mode=mode,
+                                   truncate=truncate, axes=axes)
+
+
+def _rank(a, *, which, size, axes, mode):
+    return getattr(ndimage, f"{which}_filter")(a, size=size, mode=mode, axes=axes)
+
+
+def _gradient_magnitude(a, *, axes, mode, nodata, dtype):
+    x = as_float(a, nodata, dtype)
+    total = np.zeros_like(x)
+    for axis in axes:
+        d = ndimage.correlate1d(x, [-1.0, 0.0, 1.0], axis=axis, mode=mode)
+        for other in axes:
+            if other != axis:
+                d = ndimage.correlate1d(d, [1.0, 2.0, 1.0], axis=other, mode=mode)
+        total += d * d
+    return np.sqrt(total)
+
+
+def _float_op(func, image: Image, name: str, margin: int, mode: str, **params) -> Image:
+    axes = spatial_axes(image)
+    check_mode(mode, margin, image, axes, name)
+    dtype = float_dtype(image.dtype)
+    nodata = nodata_of(image)
+    meta = {"nodata": float("nan")} if nodata is not None else None
+    return Op(func, margin=margin, dtype=dtype, meta=meta, name=name)(
+        image, axes=axes, mode=mode, nodata=nodata, dtype=dtype, **params)
+
+
+def _size(size: int, name: str) -> int:
+    if count(size, f"size of op {name!r}", ParameterError) < 1:
+        raise ParameterError(f"size of op {name!r} must be at least 1, not {size}")
+    return size
+
+
+@builtin(halo="size // 2")
+def mean(image: Image, *, size: int, mode: Mode = "nearest") -> Image:
+    """Mean over a size^n box (n spatial axes), exact under tiling; float output."""
+    return _float_op(_mean, image, "mean", _size(size, "mean") // 2, mode, size=size)
+
+
+@builtin(halo="int(truncate * sigma + 0.5)")
+def gaussian(image: Image, *, sigma: float, truncate: float = 4.0,
+             mode: Mode = "nearest") -> Image:
+    """Gaussian blur (scipy.ndimage.gaussian_filter) with standard deviation sigma pixels."""
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
+        raise ParameterError(f"sigma of op 'gaussian' must be a positive number, not {sigma!r}")
+    if not isinstance(truncate, (int, float)) or not truncate > 0:
+        raise ParameterError(f"truncate of op 'gaussian' must be positive, not {truncate!r}")
+    return _float_op(_gaussian, image, "gaussian", int(truncate * sigma + 0.5), mode,
+                     sigma=float(sigma), truncate=float(truncate))
+
+
+def _rank_op(which: str, image: Image, size: int, mode: str) -> Image:
+    margin = _size(size, which) // 2
+    axes = spatial_axes(image)
+    check_mode(mode, margin, image, axes, which)
+    return Op(_rank, margin=margin, name=which)(image, which=which, size=size, axes=axes,
+                                                mode=mode)
+
+
+@builtin(halo="size // 2")
+def median(image: Image, *, size: int, mode: Mode = "nearest") -> Image:
+    """Median over a size^n box; same dtype; nodata values take part like any other."""
+    return _rank_op("median", image, size, mode)
+
+
+@builtin(halo="size // 2")
+def minimum(image: Image, *, size: int, mode: Mode = "nearest") -> Image:
+    """Minimum over a size^n box (grey erosion); same dtype."""
+    return _rank_op("minimum", image, size, mode)
+
+
+@builtin(halo="size // 2")
+def maximum(image: Image, *, size: int, mode: Mode = "nearest") -> Image:
+    """Maximum over a size^n box (grey dilation); same dtype."""
+    return _rank_op("maximum", image, size, mode)
+
+
+@builtin(halo="1")
+def gradient_magnitude(image: Image, *, mode: Mode = "nearest") -> Image:
+    """Length of the Sobel gradient over the spatial axes; float output."""
+    return _float_op(_gradient_magnitude, image, "gradient_magnitude", 1, mode)
