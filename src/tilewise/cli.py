@@ -1,7 +1,8 @@
-"""The command line: `tilewise info PATH`, `tilewise preview PATH -o OUT.png`.
+"""The command line: run, plan, ops, info, preview.
 
-Exit codes: 0 done, 1 failed, 2 bad usage or bad input. A `TilewiseError` is printed as its
-one sentence, never as a traceback.
+Exit codes: 0 done; 1 the run failed (an op raised on a tile, the disk filled, ...); 2 bad usage,
+a bad pipeline file or bad input, found before any work; 130 interrupted. A `TilewiseError` is
+printed as its one sentence, never as a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 from dask.utils import format_bytes
 
-from .errors import TilewiseError
+from .errors import TileError, TilewiseError
 
 
 def _size_on_disk(path: str) -> int:
@@ -60,9 +61,110 @@ def info(path: str) -> list[str]:
     return lines
 
 
+def ops() -> list[str]:
+    """What `tilewise ops` prints: each built-in op, its parameters and its halo."""
+    import inspect
+
+    from .library import BUILTINS
+
+    lines = []
+    for name in sorted(BUILTINS):
+        op = BUILTINS[name]
+        lines.append(f"{name}  ({op.inputs} input{'s' if op.inputs > 1 else ''})  {op.summary}")
+        for key, (hint, default) in op.params.items():
+            shown = "required" if default is inspect.Parameter.empty else f"default {default!r}"
+            lines.append(f"    {key}: {_hint(hint)}, {shown}")
+        lines.append(f"    halo: {op.halo}")
+    return lines
+
+
+def _hint(hint: object) -> str:
+    import typing
+
+    if typing.get_origin(hint) is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    return getattr(hint, "__name__", None) or str(hint)
+
+
+def _options(spec_options: dict, args: argparse.Namespace) -> dict:
+    options = dict(spec_options)
+    for key in ("executor", "workers", "memory", "tile"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    return options
+
+
+def _tile(text: str) -> int | dict[str, int]:
+    """`512`, or per axis: `y=256,x=512`."""
+    try:
+        if "=" not in text:
+            return int(text)
+        return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a tile size such as 512 or y=256,x=512") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import spec as pipeline_file
+    from .run import save
+
+    spec = pipeline_file.load(args.pipeline)
+    for path in spec.paths:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    progress = False if args.quiet else (True if sys.stderr.isatty() else "log")
+    report = save(list(spec.images), spec.paths, overwrite=args.overwrite, progress=progress,
+                  **_options(spec.options, args))
+    tile = " x ".join(f"{n} {a}" for a, n in report.tile.items())
+    if not args.quiet:
+        print(f"wrote {len(spec.paths)} output(s) in {report.seconds:.1f} s: {report.tiles} "
+              f"tiles of {tile}, {report.executor} x {report.workers}")
+        for path in spec.paths:
+            print(f"  {path}")
+    if args.preview:
+        from .preview import render
+
+        for out in spec.outputs:
+            picture = os.path.splitext(out.path)[0] + ".png"
+            shown = render(out.path, picture, cmap=out.cmap or "viridis")
+            if not args.quiet:
+                print(f"  preview {shown}")
+    return 0
+
+
+def plan(args: argparse.Namespace) -> int:
+    from . import spec as pipeline_file
+    from .run import plan as plan_run
+    from .summary import describe
+
+    spec = pipeline_file.load(args.pipeline)
+    planned = plan_run(list(spec.images), spec.paths, overwrite=True,
+                       **_options(spec.options, args))
+    print("\n".join(describe(planned)))
+    return 0
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", help="the pipeline file (YAML)")
+    parser.add_argument("--executor", choices=("serial", "threads", "processes"), default=None)
+    parser.add_argument("--workers", type=int, default=None, help="default: the CPU count")
+    parser.add_argument("--memory", default=None,
+                        help="memory budget such as 2GiB (default: half of what is free)")
+    parser.add_argument("--tile", type=_tile, default=None,
+                        help="tile size in pixels (512, or y=256,x=512); default: planned")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tilewise", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    go = commands.add_parser("run", help="run a pipeline file")
+    _run_options(go)
+    go.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    go.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    go.add_argument("--preview", action="store_true",
+                    help="also write a PNG quick-look beside each output")
+    _run_options(commands.add_parser("plan", help="explain how a pipeline file would run"))
+    commands.add_parser("ops", help="list the built-in ops, their parameters and halos")
     show = commands.add_parser("info", help="describe an image: shape, axes, blocks, CRS, ...")
     show.add_argument("path")
     look = commands.add_parser("preview", help="write a downsampled PNG quick-look of an image")
@@ -74,15 +176,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="1-based band(s) to draw: one, or three as RGB (e.g. 3,2,1)")
     args = parser.parse_args(argv)
     try:
-        if args.command == "info":
+        if args.command == "run":
+            return run(args)
+        if args.command == "plan":
+            return plan(args)
+        if args.command == "ops":
+            print("\n".join(ops()))
+        elif args.command == "info":
             print("\n".join(info(args.path)))
         elif args.command == "preview":
             from .preview import render
 
             print(render(args.path, args.output, args.max_size, args.cmap, args.bands))
+    except TileError as exc:
+        print(f"tilewise: run failed: {exc}", file=sys.stderr)
+        return 1
     except TilewiseError as exc:
         print(f"tilewise: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"tilewise: run failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tilewise: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

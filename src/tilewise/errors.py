@@ -47,3 +47,7 @@ class TileError(TilewiseError):
 
 class OutputError(TilewiseError):
     """An output cannot be written where it was asked for."""
+
+
+class PipelineFileError(TilewiseError):
+    """A pipeline file is not valid YAML or does not describe a valid pipeline."""

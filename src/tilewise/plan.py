@@ -52,6 +52,8 @@ class Plan:
     in_flight: int
     #: Bytes of decoded source blocks each reading process may keep (see `io.blocks`).
     read_cache: int = 0
+    #: Bytes of the budget taken before tiles: caches and worker processes' baselines.
+    fixed: int = 0
 
     def jobs(self) -> Iterator[Job]:
         """Tile jobs in C order, made one at a time as the executor asks for them."""
@@ -143,7 +145,7 @@ def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: i
     in_flight = workers + queued
 
     def cost(size: tuple[int, ...]) -> int:
-        box = _central(shape, size)
+        box = central(shape, size)
         return math.ceil(workers * per_pixel * window_pixels(pipeline, box)
                          + queued * out_bytes_per_pixel * box.size)
 
@@ -184,7 +186,7 @@ def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: i
     return Plan(TileGrid(shape, size), per_pixel, cost(size), workers, in_flight)
 
 
-def _central(shape: tuple[int, ...], size: tuple[int, ...]) -> Box:
+def central(shape: tuple[int, ...], size: tuple[int, ...]) -> Box:
     start = tuple((n - k) // 2 for n, k in zip(shape, size))
     return Box(start, tuple(a + k for a, k in zip(start, size)))
 
@@ -195,3 +197,23 @@ def _count(shape: tuple[int, ...], size: tuple[int, ...]) -> int:
 
 def lcm(values: Sequence[int]) -> int:
     return math.lcm(*values) if values else 1
+
+
+def read_pixels(pipeline: Pipeline, grid: TileGrid) -> int:
+    """Pixels read from the sources over every tile of `grid`, halos included.
+
+    A tile's window on each axis depends only on the tile's position along that axis, so the
+    total is a product of per-axis sums: cheap even for a million tiles.
+    """
+    total = 0
+    for node in pipeline.sources:
+        lengths = []
+        for axis, n in enumerate(grid.counts):
+            length = 0
+            for k in range(n):
+                region = pipeline.regions(grid.box(tuple(
+                    k if i == axis else 0 for i in range(len(grid.counts)))))[id(node)]
+                length += region.stop[axis] - region.start[axis]
+            lengths.append(length)
+        total += math.prod(lengths)
+    return total

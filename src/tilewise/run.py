@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import pickle
 import sys
@@ -24,6 +25,7 @@ import numpy as np
 import psutil
 from dask.utils import format_bytes, parse_bytes
 
+from .axes import UNSPLIT
 from .errors import (
     BudgetError,
     GridMismatchError,
@@ -47,6 +49,10 @@ GDAL_CACHE = 16 * 1024 * 1024
 WORKER_BASELINE = 128 * 1024 * 1024
 #: Source blocks join the tile alignment unless that makes the unit this many times larger.
 BLOCK_ALIGN_LIMIT = 4
+#: Pixels per axis of the crop whose reductions stand in for the real ones when planning.
+SAMPLE = 256
+#: Seconds between progress lines when progress is logged rather than drawn.
+LOG_EVERY = 10.0
 #: RuntimeWarnings that all-NaN or empty tiles raise in NumPy's nan-functions.
 QUIET = ("All-NaN (slice|axis) encountered", "Mean of empty slice",
          "Degrees of freedom <= 0", "invalid value encountered", "divide by zero encountered")
@@ -120,11 +126,48 @@ def budget_bytes(memory: int | str | None) -> int:
 def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
          executor: str | None = None, workers: int | None = None,
          memory: int | str | None = None, tile: Any = None, overwrite: bool = False,
-         progress: bool | Callable[[Progress], None] | None = None) -> Report:
+         progress: bool | str | Callable[[Progress], None] | None = None) -> Report:
     """Compute `images` tile by tile and write each to its path, in one pass over the tiles.
 
     The format follows each path's suffix: `.tif` (GeoTIFF), `.zarr` (Zarr v3), `.npy`.
     """
+    with quiet_nan_warnings():
+        run = _prepare(images, paths, executor, workers, memory, tile, overwrite, progress)
+        return _execute(run.pipeline, run.sinks, run.plan, run.runner, run.budget, overwrite,
+                        progress)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A run planned but not started: what `tilewise plan` describes."""
+
+    pipeline: Pipeline
+    sinks: tuple[Sink, ...]
+    plan: Plan
+    runner: Executor
+    budget: int
+    #: The reductions that run first, in sweeps of their own, because op parameters need them.
+    reductions: tuple[Reduction, ...]
+
+
+def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
+         executor: str | None = None, workers: int | None = None,
+         memory: int | str | None = None, tile: Any = None,
+         overwrite: bool = False) -> Planned:
+    """Plan `save(images, paths)` without running it.
+
+    The tile shape comes from the usual probe tile; reductions feeding op parameters are
+    stood in for by their value on a small central crop, which is enough to measure memory.
+    """
+    with quiet_nan_warnings():
+        return _prepare(images, paths, executor, workers, memory, tile, overwrite, None,
+                        sample=True)
+
+
+def _prepare(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any],
+             executor: str | None, workers: int | None, memory: int | str | None, tile: Any,
+             overwrite: bool, progress: bool | str | Callable[[Progress], None] | None,
+             sample: bool = False) -> Planned:
     imgs = [images] if isinstance(images, Image) else list(images)
     outs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if len(imgs) != len(outs) or not imgs:
@@ -133,17 +176,20 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
         if not isinstance(img, Image):
             raise ParameterError(f"save: item {i} is a {type(img).__name__}, not a tilewise image")
     outs = [os.path.abspath(os.fspath(p)) for p in outs]
-    _check_outputs(Pipeline.of(imgs), outs, overwrite)
+    _check_outputs(Pipeline.of(imgs), outs, overwrite, planning=sample)
     shape, axes = imgs[0].shape, imgs[0].axes
     for path, img in zip(outs, imgs):
         sink_class(path).check(img.shape, img.dtype, img.axes, path)
     workers, budget, runner = _resources(executor, workers, memory)
     tiles = resolve_tile(tile, shape, axes)
-    with quiet_nan_warnings():
-        pipeline = Pipeline.of(_bind(imgs, runner, budget, progress))
-        sinks = _sinks(pipeline, outs, tiles)
-        plan = _plan(pipeline, sinks, budget, runner, tiles)
-        return _execute(pipeline, sinks, plan, runner, budget, overwrite, progress)
+    reductions = tuple({id(v.reduction): v.reduction
+                        for v in _values(Pipeline.of(imgs))}.values())
+    resolve = _sampled if sample else functools.partial(_resolve, runner=runner, budget=budget,
+                                                        progress=progress)
+    pipeline = Pipeline.of(_bind(imgs, resolve))
+    sinks = _sinks(pipeline, outs, tiles)
+    return Planned(pipeline, sinks, _plan(pipeline, sinks, budget, runner, tiles), runner,
+                   budget, reductions)
 
 
 def compute(image: Image, *, executor: str | None = None, workers: int | None = None,
@@ -158,7 +204,8 @@ def compute(image: Image, *, executor: str | None = None, workers: int | None = 
     sink = ArraySink("<memory>", image.shape, image.dtype, image.axes,
                      ArraySink.default_chunks(image.shape, image.axes), image.meta, array)
     with quiet_nan_warnings():
-        pipeline = Pipeline.of(_bind([image], runner, budget, False))
+        pipeline = Pipeline.of(_bind([image], functools.partial(
+            _resolve, runner=runner, budget=budget, progress=False)))
         plan = _plan(pipeline, (sink,), budget - image.nbytes, runner,
                      resolve_tile(tile, image.shape, image.axes))
         _execute(pipeline, (sink,), plan, runner, budget, False, False)
@@ -190,7 +237,8 @@ def _resources(executor: str | None, workers: int | None, memory: int | str | No
     return runner.workers, budget_bytes(memory), runner
 
 
-def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool) -> None:
+def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool,
+                   planning: bool = False) -> None:
     first = pipeline.outputs[0]
     for img, path in zip(pipeline.outputs, outs):
         if img.shape != first.shape or img.axes != first.axes:
@@ -209,6 +257,8 @@ def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool) -> None
         if os.path.lexists(path) and not overwrite:
             raise OutputExistsError(f"output {path} exists; pass overwrite=True to replace it")
         folder = os.path.dirname(path)
+        if planning:
+            continue
         if not os.path.isdir(folder):
             raise OutputError(f"the folder of output {path} does not exist")
         if not os.access(folder, os.W_OK):
@@ -276,7 +326,7 @@ def _plan(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Execut
     out_bytes = copies * sum(s.dtype.itemsize for s in sinks if not s.parallel_writes)
     plan = choose(pipeline, unit=unit, budget=budget - fixed, workers=workers, queued=queued,
                   out_bytes_per_pixel=out_bytes, tile=tile, finish=finish)
-    return dataclasses.replace(plan, read_cache=read_cache)
+    return dataclasses.replace(plan, read_cache=read_cache, fixed=fixed)
 
 
 def _check_picklable(pipeline: Pipeline) -> None:
@@ -293,7 +343,7 @@ def _check_picklable(pipeline: Pipeline) -> None:
 
 def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Executor,
              budget: int, overwrite: bool,
-             progress: bool | Callable[[Progress], None] | None) -> Report:
+             progress: bool | str | Callable[[Progress], None] | None) -> Report:
     created: list[Sink] = []
     started = time.perf_counter()
 
@@ -321,7 +371,7 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
 def _drive(pipeline: Pipeline, plan: Plan, runner: Executor,
            make_work: Callable[[Pipeline], Callable[[Job], Any]],
            on_result: Callable[[Job, Any], None],
-           progress: bool | Callable[[Progress], None] | None, what: str) -> None:
+           progress: bool | str | Callable[[Progress], None] | None, what: str) -> None:
     """One sweep of tile jobs on an executor, with progress, caches and sources cleaned up."""
     if runner.separate_processes:
         _check_picklable(pipeline)
@@ -353,7 +403,7 @@ class ReduceWork:
 
 def evaluate(values: Sequence[Value], *, executor: str | None = None,
              workers: int | None = None, memory: int | str | None = None, tile: Any = None,
-             progress: bool | Callable[[Progress], None] | None = False) -> list[Any]:
+             progress: bool | str | Callable[[Progress], None] | None = False) -> list[Any]:
     """The results of lazy values, computing every reduction they need in shared sweeps."""
     workers, budget, runner = _resources(executor, workers, memory)
     with quiet_nan_warnings():
@@ -361,14 +411,16 @@ def evaluate(values: Sequence[Value], *, executor: str | None = None,
     return [v.select(results[v.reduction]) for v in values]
 
 
-def _bind(images: Sequence[Image], runner: Executor, budget: int,
-          progress: bool | Callable[[Progress], None] | None) -> list[Image]:
+Resolver = Callable[[Sequence[Reduction]], dict[Reduction, Any]]
+
+
+def _bind(images: Sequence[Image], resolve: Resolver) -> list[Image]:
     """The images with every lazy value among their ops' parameters computed and put in."""
     pipeline = Pipeline.of(images)
     values = _values(pipeline)
     if not values:
         return list(images)
-    results = _resolve([v.reduction for v in values], runner, budget, progress)
+    results = resolve([v.reduction for v in values])
 
     def bound(node: Any) -> Any:
         if not isinstance(node, OpNode) or not any(isinstance(v, Value)
@@ -382,11 +434,12 @@ def _bind(images: Sequence[Image], runner: Executor, budget: int,
 
 
 def _resolve(reductions: Sequence[Reduction], runner: Executor, budget: int,
-             progress: bool | Callable[[Progress], None] | None,
+             progress: bool | str | Callable[[Progress], None] | None,
              tile: Any = None) -> dict[Reduction, Any]:
     """Compute reductions; those over images on one grid share every sweep over its tiles."""
     todo = list({id(r): r for r in reductions if r not in RESULTS}.values())
-    images = _bind([r.image for r in todo], runner, budget, progress)
+    images = _bind([r.image for r in todo], functools.partial(
+        _resolve, runner=runner, budget=budget, progress=progress))
     groups: dict[tuple[Any, ...], list[tuple[Reduction, Image]]] = {}
     for red, image in zip(todo, images):
         groups.setdefault((image.shape, image.axes), []).append((red, image))
@@ -424,37 +477,76 @@ def _resolve(reductions: Sequence[Reduction], runner: Executor, budget: int,
     return {r: RESULTS[r] for r in reductions}
 
 
+def _sampled(reductions: Sequence[Reduction]) -> dict[Reduction, Any]:
+    """Stand-ins for reduction results: each computed on a small central crop of its image."""
+    out = {}
+    for red in reductions:
+        shape, axes = red.image.shape, red.image.axes
+        crop = tuple(slice(None) if a in UNSPLIT else
+                     slice((n - min(n, SAMPLE)) // 2, (n - min(n, SAMPLE)) // 2 + min(n, SAMPLE))
+                     for n, a in zip(shape, axes))
+        small = dataclasses.replace(red, image=red.image[crop])
+        out[red] = _resolve([small], get_executor("serial", 1), 2**30, False)[small]
+    return out
+
+
 class _Reporter:
-    def __init__(self, progress: bool | Callable[[Progress], None] | None, total: int,
+    """Progress: a bar on a terminal, a line every `LOG_EVERY` seconds in a log, or a callback.
+
+    `progress` is True (bar), "log" (lines on stderr), False (nothing), a callable, or None:
+    a bar when stderr is a terminal, else nothing.
+    """
+
+    def __init__(self, progress: bool | str | Callable[[Progress], None] | None, total: int,
                  what: str = "tiles") -> None:
         self.callback = progress if callable(progress) else None
-        show = sys.stderr.isatty() if progress is None else progress is True
+        self.log = progress == "log"
         self.bar = None
-        if show:
+        if progress is True or (progress is None and sys.stderr.isatty()):
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="tile", desc=f"tilewise {what}",
                             dynamic_ncols=True)
+        self.what = what
         self.total = total
         self.done = 0
         self.pixels = 0
-        self.start = time.perf_counter()
+        self.start = self.logged = time.perf_counter()
 
     def tile(self, pixels: int) -> None:
         self.done += 1
         self.pixels += pixels
+        now = time.perf_counter()
         if self.bar is not None:
             self.bar.update(1)
-            rate = self.pixels / 1e6 / max(time.perf_counter() - self.start, 1e-9)
-            memory = format_bytes(psutil.Process().memory_info().rss)
-            self.bar.set_postfix_str(f"{rate:.1f} Mpx/s, {memory} resident", refresh=False)
+            self.bar.set_postfix_str(f"{self._rate(now):.1f} Mpx/s, {self._memory()} resident",
+                                     refresh=False)
+        if self.log and (now - self.logged >= LOG_EVERY or self.done == self.total):
+            self.logged = now
+            left = (self.total - self.done) * (now - self.start) / self.done
+            print(f"tilewise {self.what}: {self.done}/{self.total} tiles "
+                  f"({100 * self.done / self.total:.0f}%), {self._rate(now):.1f} Mpx/s, "
+                  f"ETA {_duration(left)}, {self._memory()} resident", file=sys.stderr,
+                  flush=True)
         if self.callback is not None:
-            self.callback(Progress(self.done, self.total, self.pixels,
-                                   time.perf_counter() - self.start))
+            self.callback(Progress(self.done, self.total, self.pixels, now - self.start))
+
+    def _rate(self, now: float) -> float:
+        return self.pixels / 1e6 / max(now - self.start, 1e-9)
+
+    @staticmethod
+    def _memory() -> str:
+        return format_bytes(psutil.Process().memory_info().rss)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-__all__ = ["Progress", "Report", "budget_bytes", "compute", "save"]
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+__all__ = ["Planned", "Progress", "Report", "budget_bytes", "compute", "plan", "save"]

@@ -1,0 +1,84 @@
+"""What `tilewise plan` prints: a planned run explained, line by line, before any work."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from dask.utils import format_bytes
+
+from .plan import central, read_pixels, window_pixels
+from .reductions import Reduction
+from .run import Planned
+
+
+def describe(planned: Planned) -> list[str]:
+    pipeline, plan, sinks = planned.pipeline, planned.plan, planned.sinks
+    first = pipeline.outputs[0]
+    grid = plan.grid
+    tile = " x ".join(map(str, grid.tile))
+    counts = " x ".join(map(str, grid.counts))
+    middle = central(first.shape, grid.tile)
+    per_worker = math.ceil(plan.bytes_per_pixel * window_pixels(pipeline, middle))
+    written = math.prod(first.shape)
+    read = read_pixels(pipeline, grid)
+    halo = _halo(planned)
+    lines = [
+        f"image      {' x '.join(map(str, first.shape))}  axes {''.join(first.axes)}",
+        f"tiles      {tile}  ({counts} = {len(grid)} tiles)",
+        f"halo       up to {halo} pixels; read / written = {read / written:.3f} "
+        f"({read:,} / {written:,} pixels)" if pipeline.sources else "halo       no sources",
+        f"memory     {format_bytes(per_worker)} per worker x {plan.workers}, "
+        f"{format_bytes(plan.tile_bytes + plan.fixed)} in total of the "
+        f"{format_bytes(planned.budget)} budget "
+        f"(caches and worker processes: {format_bytes(plan.fixed)})",
+        f"executor   {planned.runner.name} x {planned.runner.workers}, "
+        f"at most {plan.in_flight} tiles in flight",
+    ]
+    step = 0
+    for red in planned.reductions:
+        step += 1
+        lines.append(f"{'passes' if step == 1 else '':<10} {step}. {_reduction(red)}")
+    names = ", ".join(os.path.basename(s.path) for s in sinks)
+    lines.append(f"{'passes' if step == 0 else '':<10} {step + 1}. compute and write {names}, "
+                 f"one pass over the {len(grid)} tiles")
+    label = "alignment"
+    for node in pipeline.sources:
+        if node.source.path:
+            lines.append(f"{label:<10} input {os.path.basename(node.source.path)}: "
+                         + _fit(grid.tile, node.source.blocks, first.shape, "blocks"))
+            label = ""
+    for sink in sinks:
+        lines.append(f"{label:<10} output {os.path.basename(sink.path)}: "
+                     + _fit(grid.tile, sink.chunks, first.shape, "chunks"))
+        label = ""
+    return lines
+
+
+def _halo(planned: Planned) -> int:
+    pipeline = planned.pipeline
+    box = central(pipeline.outputs[0].shape, planned.plan.grid.tile)
+    regions = pipeline.regions(box)
+    return max((max(max(b - r, s - t) for b, r, s, t in
+                    zip(box.start, regions[id(n)].start, regions[id(n)].stop, box.stop))
+                for n in pipeline.sources), default=0)
+
+
+def _reduction(red: Reduction) -> str:
+    label = os.path.basename(red.image.node.label)
+    if red.kind in ("percentile", "quantile"):
+        most = max(1, red.image.dtype.itemsize * 8 // 16)
+        sweeps = f"up to {most} sweeps (radix selection)" if most > 1 else "1 sweep"
+    elif red.kind in ("var", "std"):
+        sweeps = "2 sweeps"
+    else:
+        sweeps = "1 sweep"
+    return f"{red.kind} of {label}: {sweeps}, before the tiles that need it"
+
+
+def _fit(tile: tuple[int, ...], unit: tuple[int, ...], shape: tuple[int, ...],
+         what: str) -> str:
+    aligned = all(t % u == 0 or t == n for t, u, n in zip(tile, unit, shape))
+    covers = " x ".join(f"{t / u:g}" for t, u in zip(tile, unit))
+    return (f"{what} {' x '.join(map(str, unit))}, a tile covers {covers} "
+            f"({'aligned' if aligned else 'NOT aligned: tiles share ' + what})")
