@@ -35,7 +35,15 @@ def _gaussian(a, *, sigma, truncate, axes, mode, nodata, dtype):
 
 
 def _rank(a, *, which, size, axes, mode):
-    return getattr(ndimage, f"{which}_filter")(a, size=size, mode=mode, axes=axes)
+    rank = getattr(ndimage, f"{which}_filter")
+    holes = np.isnan(a) if a.dtype.kind in "fc" else None
+    if holes is None or not holes.any():
+        return rank(a, size=size, mode=mode, axes=axes)
+    # SciPy's comparisons give NaN or not depending on where in the window it lies; as with
+    # numpy.max, any NaN in the neighbourhood makes the result NaN.
+    out = rank(np.where(holes, 0, a), size=size, mode=mode, axes=axes)
+    out[ndimage.maximum_filter(holes, size=size, mode=mode, axes=axes)] = np.nan
+    return out
 
 
 def _gradient_magnitude(a, *, axes, mode, nodata, dtype):
@@ -94,7 +102,7 @@ def _rank_op(which: str, image: Image, size: int, mode: str) -> Image:
 
 @builtin(halo="size // 2")
 def median(image: Image, *, size: int, mode: Mode = "nearest") -> Image:
-    """Median over a size^n box; same dtype; nodata values take part like any other."""
+    """Median over a size^n box; same dtype; NaN if the box holds one; nodata takes part."""
     return _rank_op("median", image, size, mode)
 
 
