@@ -68,7 +68,7 @@ def test_geotiff_roundtrip_keeps_georeference(geotiff, tmp_path):
             (a.crs, a.transform, a.nodata, a.descriptions)
         assert b.profile["tiled"] and b.block_shapes[0] == (48, 64)
         np.testing.assert_array_equal(b.read(), data)
-    assert sorted(os.listdir(tmp_path)) == ["in.tif", "out.tif"]
+    assert sorted(os.listdir(tmp_path)) == ["in.tif", "out.tif", "out.tif.journal"]
 
 
 def test_zarr_roundtrip_keeps_metadata(geotiff, tmp_path):
@@ -106,7 +106,14 @@ def test_existing_output_is_refused_then_overwritten(tmp_path):
     img = tw.open(np.ones((8, 8), "uint8"))
     out = tmp_path / "o.tif"
     tw.save(img, out)
-    with pytest.raises(tw.OutputExistsError, match=r"o\.tif exists"):
+    again = tw.save(img, out)  # the journal says it is complete: nothing to do
+    assert (again.tiles, again.resumed) == (0, 1)
+    with pytest.raises(tw.OutputExistsError, match=r"o\.tif was begun by a different pipeline: "
+                                                   r"the steps changed from input array to "
+                                                   r"input array -> <lambda>"):
+        tw.save(tw.map(lambda a: a * 2, img), out)
+    os.remove(str(out) + ".journal")
+    with pytest.raises(tw.OutputExistsError, match=r"o\.tif exists; pass overwrite=True"):
         tw.save(img, out)
     tw.save(tw.map(lambda a: a * 2, img), out, overwrite=True)
     with rasterio.open(out) as ds:
@@ -158,12 +165,27 @@ def test_output_folder_must_exist(tmp_path):
         tw.save(tw.open(np.ones((2, 2))), tmp_path / "no" / "a.npy")
 
 
-def test_failed_run_leaves_nothing_behind(tmp_path):
+def test_failed_run_leaves_nothing_complete_looking_and_resumes(tmp_path):
+    broken = {(1, 1)}
+    seen = []
+
     def boom(a, *, tile):
-        if tile.index == (1, 1):
+        if tile.probe:
+            return a
+        seen.append(tile.index)
+        if tile.index in broken:
             raise RuntimeError("bad tile")
         return a
 
+    image = tw.map(boom, tw.open(np.ones((8, 8))))
     with pytest.raises(tw.TileError, match=r"op 'boom' on tile \(1, 1\).*RuntimeError: bad tile"):
-        tw.save(tw.map(boom, tw.open(np.ones((8, 8)))), tmp_path / "a.tif", tile=4)
-    assert os.listdir(tmp_path) == []
+        tw.save(image, tmp_path / "a.tif", tile=4, executor="serial")
+    assert sorted(os.listdir(tmp_path)) == ["a.tif.journal", "a.tif.partial"]
+    broken.clear()  # the cause is fixed: the re-run computes only what did not finish
+    done_before = set(seen)
+    seen.clear()
+    report = tw.save(image, tmp_path / "a.tif", tile=4, executor="serial")
+    assert set(seen) == {(0, 0), (0, 1), (1, 0), (1, 1)} - (done_before - {(1, 1)})
+    assert (report.tiles, report.resumed) == (len(seen), 4 - len(seen))
+    np.testing.assert_array_equal(tw.open(tmp_path / "a.tif").compute(), np.ones((8, 8)))
+    assert sorted(os.listdir(tmp_path)) == ["a.tif", "a.tif.journal"]

@@ -18,6 +18,7 @@ import numpy as np
 from . import meta as metadata
 from .errors import ParameterError, TileError
 from .io import Source
+from .io.retry import retrying
 from .regions import Box
 
 
@@ -99,7 +100,7 @@ class SourceNode(Node):
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
                  index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
-        return (self.source.read(region),)
+        return (retrying(self.source.read, region),)
 
     @property
     def label(self) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 import psutil
 from dask.utils import format_bytes, parse_bytes
 
+from . import journal
 from .axes import UNSPLIT
 from .errors import (
     BudgetError,
@@ -32,12 +33,14 @@ from .errors import (
     OutputError,
     OutputExistsError,
     ParameterError,
+    TileError,
     UnpicklableFunctionError,
 )
 from .executors import Executor, get_executor
 from .graph import Image, OpNode
 from .io import ArraySink, Sink, sink_class
 from .io import blocks as block_reads
+from .io.retry import retrying
 from .pipeline import Pipeline
 from .plan import Job, Plan, choose, lcm, resolve_tile
 from .reductions import ACCUMULATORS, RESULTS, Reduction, Value
@@ -70,7 +73,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class Report:
-    """What a finished run did."""
+    """What a finished run did: `tiles` computed now, `resumed` found done by earlier runs."""
 
     tiles: int
     tile: dict[str, int]
@@ -78,6 +81,14 @@ class Report:
     workers: int
     memory: int
     seconds: float
+    resumed: int = 0
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A tile whose op failed, when the run goes on (`on_error="continue"`)."""
+
+    message: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,15 +96,22 @@ class TileWork:
     """One tile job, start to finish: compute every output, write those written in workers."""
 
     pipeline: Pipeline
-    sinks: tuple[Sink, ...]
+    #: One per output; None for an output that needs no more writing.
+    sinks: tuple[Sink | None, ...]
     read_cache: int
+    keep_going: bool = False
 
-    def __call__(self, job: Job) -> tuple[np.ndarray | None, ...]:
-        arrays = _compute_tile(self.pipeline, self.read_cache, job)
+    def __call__(self, job: Job) -> tuple[np.ndarray | None, ...] | Failed:
+        try:
+            arrays = _compute_tile(self.pipeline, self.read_cache, job)
+        except TileError as exc:
+            if self.keep_going:
+                return Failed(str(exc))
+            raise
         out: list[np.ndarray | None] = []
         for sink, array in zip(self.sinks, arrays):
-            if sink.parallel_writes:
-                sink.write(job.box, array)
+            if sink is not None and sink.parallel_writes:
+                retrying(sink.write, job.box, array)
                 out.append(None)
             else:
                 out.append(array)
@@ -181,7 +199,11 @@ def _prepare(images: Image | Sequence[Image], paths: str | os.PathLike | Sequenc
     for path, img in zip(outs, imgs):
         sink_class(path).check(img.shape, img.dtype, img.axes, path)
     workers, budget, runner = _resources(executor, workers, memory)
+    if runner.separate_processes:
+        _check_picklable(Pipeline.of(imgs))
     tiles = resolve_tile(tile, shape, axes)
+    if tiles is None and not overwrite:
+        tiles = _journaled_tile(outs, shape)
     reductions = tuple({id(v.reduction): v.reduction
                         for v in _values(Pipeline.of(imgs))}.values())
     resolve = _sampled if sample else functools.partial(_resolve, runner=runner, budget=budget,
@@ -254,7 +276,8 @@ def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool,
         if real in seen:
             raise ParameterError(f"output {path} is named twice")
         seen.add(real)
-        if os.path.lexists(path) and not overwrite:
+        if os.path.lexists(path) and not overwrite and \
+                not os.path.exists(journal.path_of(path)):
             raise OutputExistsError(f"output {path} exists; pass overwrite=True to replace it")
         folder = os.path.dirname(path)
         if planning:
@@ -263,6 +286,18 @@ def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool,
             raise OutputError(f"the folder of output {path} does not exist")
         if not os.access(folder, os.W_OK):
             raise OutputError(f"the folder of output {path} is not writable")
+
+
+def _journaled_tile(outs: Sequence[str], shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The tile shape of an earlier run of these outputs, so that a resumed run keeps its grid.
+
+    (The planner's choice could differ by a unit between runs, as the probe's measurement may.)
+    """
+    for path in outs:
+        record = journal.read(journal.path_of(path))
+        if record is not None and len(record.tile) == len(shape):
+            return record.tile
+    return None
 
 
 def _values(pipeline: Pipeline) -> list[Value]:
@@ -343,42 +378,90 @@ def _check_picklable(pipeline: Pipeline) -> None:
 
 def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Executor,
              budget: int, overwrite: bool,
-             progress: bool | str | Callable[[Progress], None] | None) -> Report:
-    created: list[Sink] = []
+             progress: bool | str | Callable[[Progress], None] | None,
+             on_error: str = "stop") -> Report:
+    """Run the tiles no earlier run finished, journal each, then move outputs into place."""
     started = time.perf_counter()
+    grid = plan.grid
+    prints = [journal.fingerprint(img, sink, grid.tile) if sink.resumable else {}
+              for img, sink in zip(pipeline.outputs, sinks)]
+    states = [journal.state(sink, fp, len(grid), overwrite) if sink.resumable
+              else journal.State("fresh", np.zeros(len(grid), bool))
+              for sink, fp in zip(sinks, prints)]
+    active = [i for i, st in enumerate(states) if st.action != "done"]
+    todo = np.zeros(len(grid), bool)
+    for i in active:
+        todo |= ~states[i].done
+    journals: dict[int, journal.Journal] = {}
+    failures: list[str] = []
 
-    def write(job: Job, arrays: tuple[np.ndarray | None, ...]) -> None:
-        for sink, array in zip(sinks, arrays):
-            if array is not None:
-                sink.write(job.box, array)
+    def write(job: Job, result: tuple[np.ndarray | None, ...] | Failed) -> None:
+        if isinstance(result, Failed):
+            failures.append(result.message)
+            return
+        for i, array in enumerate(result):
+            if array is not None and i in writing:
+                retrying(sinks[i].write, job.box, array)
+        flat = grid.flat(job.index)
+        for i in writing & journals.keys():
+            journals[i].record(flat)
 
+    writing = {i for i in active if states[i].action in ("fresh", "resume")}
     try:
-        for sink in sinks:
-            sink.create()
-            created.append(sink)
-        _drive(pipeline, plan, runner,
-               lambda p: TileWork(p, tuple(sinks), plan.read_cache), write, progress, "tiles")
-        for sink in sinks:
-            sink.commit(overwrite)
+        for i in active:
+            sink, st = sinks[i], states[i]
+            if st.action == "fresh":
+                sink.abort()
+                sink.create()
+            if sink.resumable:
+                journals[i] = journal.Journal(journal.path_of(sink.path), prints[i], grid.tile,
+                                              len(grid), st.action == "fresh", st.runs)
+        if todo.any():
+            jobs = (job for job in plan.jobs() if todo[grid.flat(job.index)])
+            work = functools.partial(_tile_work, sinks=tuple(
+                sinks[i] if i in writing else None for i in range(len(sinks))),
+                read_cache=plan.read_cache, keep_going=on_error == "continue")
+            _drive(pipeline, plan, runner, work, write, progress, "tiles",
+                   jobs=jobs, total=int(todo.sum()))
+        if failures:
+            raise TileError(
+                f"{len(failures)} of {int(todo.sum())} tiles failed, the first: {failures[0]}"
+                + ("" if len(failures) == 1 else f"; the last: {failures[-1]}"))
+        for i in active:
+            sinks[i].commit(overwrite)
+            if i in journals:
+                journals[i].complete()
     except BaseException:
-        for sink in created:
-            sink.abort()
+        for i in active:
+            if not sinks[i].resumable:
+                sinks[i].abort()
         raise
-    return Report(len(plan), dict(zip(pipeline.outputs[0].axes, plan.grid.tile)), runner.name,
-                  runner.workers, budget, time.perf_counter() - started)
+    finally:
+        for log in journals.values():
+            log.close()
+    return Report(int(todo.sum()), dict(zip(pipeline.outputs[0].axes, grid.tile)), runner.name,
+                  runner.workers, budget, time.perf_counter() - started,
+                  resumed=len(grid) - int(todo.sum()))
+
+
+def _tile_work(pipeline: Pipeline, *, sinks: tuple[Sink | None, ...], read_cache: int,
+               keep_going: bool) -> TileWork:
+    return TileWork(pipeline, sinks, read_cache, keep_going)
 
 
 def _drive(pipeline: Pipeline, plan: Plan, runner: Executor,
            make_work: Callable[[Pipeline], Callable[[Job], Any]],
            on_result: Callable[[Job, Any], None],
-           progress: bool | str | Callable[[Progress], None] | None, what: str) -> None:
+           progress: bool | str | Callable[[Progress], None] | None, what: str,
+           jobs: Iterator[Job] | None = None, total: int | None = None) -> None:
     """One sweep of tile jobs on an executor, with progress, caches and sources cleaned up."""
     if runner.separate_processes:
         _check_picklable(pipeline)
         pipeline = pipeline.with_sources(lambda source: source.for_processes())
-    report = _Reporter(progress, len(plan), what)
+    report = _Reporter(progress, len(plan) if total is None else total, what)
+    jobs = plan.jobs() if jobs is None else jobs
     try:
-        for job, result in runner.run(make_work(pipeline), plan.jobs(), plan.in_flight):
+        for job, result in runner.run(make_work(pipeline), jobs, plan.in_flight):
             on_result(job, result)
             report.tile(job.box.size)
     finally:

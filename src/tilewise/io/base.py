@@ -2,10 +2,16 @@
 
 Both are small picklable values. They hold paths and open files lazily inside whichever process
 and thread uses them, so a worker process never receives an open file handle.
+
+A sink writes into a staging path (`NAME.partial`) that survives a failed or killed run, so
+that the run can resume (see `journal`); `write` returns only once the tile is durable (flushed
+and fsynced where the filesystem allows), and `commit` moves the finished output into place in
+one rename, so nothing at the final path ever looks complete but is not.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from abc import ABC, abstractmethod
@@ -58,6 +64,8 @@ class Sink(ABC):
 
     #: Whether tiles may be written concurrently from workers (else the driver writes them).
     parallel_writes: ClassVar[bool] = False
+    #: Whether the staged output survives a failed run, to be resumed (files do, memory not).
+    resumable: ClassVar[bool] = True
     uses_gdal: ClassVar[bool] = False
     suffixes: ClassVar[tuple[str, ...]] = ()
 
@@ -81,28 +89,52 @@ class Sink(ABC):
 
     @abstractmethod
     def write(self, box: Box, data: np.ndarray) -> None:
-        """Write one tile; `box` covers whole chunks except at the image end."""
+        """Write one tile, durably; `box` covers whole chunks except at the image end."""
 
     def close(self) -> None:
         """Flush and close whatever this process holds open."""
 
+    def finish(self) -> str:
+        """Make the staged data final; return the path to move into place."""
+        return self.staging
+
     def commit(self, overwrite: bool) -> None:
-        """Move the finished staging path to the final path in one step."""
+        """Move the finished output to the final path in one step."""
         self.close()
+        final = self.finish()
         if os.path.lexists(self.path):
             if not overwrite:
                 raise OutputExistsError(f"output {self.path} appeared during the run")
-            _remove(self.path)
-        os.replace(self.staging, self.path)
+            remove(self.path)
+        os.replace(final, self.path)
+        fsync(os.path.dirname(self.path))
+        if final != self.staging:
+            remove(self.staging)
 
     def abort(self) -> None:
+        """Remove the staged output."""
         self.close()
         if os.path.lexists(self.staging):
-            _remove(self.staging)
+            remove(self.staging)
 
 
-def _remove(path: str) -> None:
+def remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     else:
         os.remove(path)
+
+
+def fsync(path: str) -> None:
+    """Flush a file or a folder to disk, where the filesystem supports it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)

@@ -1,32 +1,43 @@
 """GeoTIFF through rasterio (GDAL): any band count, tiled, compressed, BigTIFF when needed.
 
 A one-band file is an image with axes `("y", "x")`, a multi-band one `("c", "y", "x")`. GDAL
-datasets are not thread-safe, so reads use one dataset per thread and writes are made by the
-driver alone, into `NAME.partial`, which is renamed when the last tile is written.
+datasets are not thread-safe, so reads use one dataset per thread.
+
+Output is staged, not written into the TIFF tile by tile: GDAL writes a TIFF's tile index only
+when the file is closed, so a killed writer leaves a TIFF whose finished tiles cannot be found,
+and a run could not resume. Workers write their tiles into a Zarr array at `NAME.partial`
+(LZ4, in parallel, fsynced); when the last tile is in, the driver copies it block by block into
+a GeoTIFF inside the staging folder (GDAL compressing with every core) and renames that to
+`NAME`. A crash during the copy just repeats the copy.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
+import zarr
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from ..errors import InputError, UnsupportedFormatError
 from ..regions import Box
 from . import handles
-from .base import Sink
+from .base import Sink, fsync
 from .blocks import BlockedSource
+from .zarr_array import create_store, write_durably
 
 #: Block side of written GeoTIFFs (GDAL wants a multiple of 16).
 BLOCK = 512
 #: ZSTD at level 1 compresses float rasters as well as DEFLATE at five times the speed, and
 #: GDAL >= 2.3 (QGIS, rasterio, ArcGIS Pro >= 2.x) reads it; pass compress= to choose another.
 CREATION_OPTIONS = {"compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer"}
+#: The staging array's codec: fast to write and read back, as it lives only during the run.
+STAGING_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
 
 def _open(path: str, mode: str = "r", **profile: Any) -> Any:
@@ -75,6 +86,7 @@ class GeoTIFFSource(BlockedSource):
 @dataclass(frozen=True, eq=False)
 class GeoTIFFSink(Sink):
     uses_gdal: ClassVar[bool] = True
+    parallel_writes: ClassVar[bool] = True
     suffixes: ClassVar[tuple[str, ...]] = (".tif", ".tiff")
 
     @classmethod
@@ -94,15 +106,41 @@ class GeoTIFFSink(Sink):
         return (shape[0], *side) if len(shape) == 3 else side
 
     def create(self) -> None:
+        create_store(self.staging, self.shape, self.chunks, self.dtype, self.axes, {},
+                     compressors=STAGING_CODEC)
+
+    def write(self, box: Box, data: np.ndarray) -> None:
+        write_durably(self.staging, box, data)
+
+    def finish(self) -> str:
+        """Copy the staged tiles into a GeoTIFF, one block at a time."""
+        target = os.path.join(self.staging, os.path.basename(self.path))
+        staged = zarr.open_array(self.staging, mode="r")
         profile = self._profile()
-        ds = handles.process_handle((self.staging, 0), lambda p: _open(p, "w", **profile))
-        names = self.meta.get("band_names")
-        if names is not None and len(names) == profile["count"]:
-            for i, name in enumerate(names, start=1):
-                ds.set_band_description(i, str(name))
+        with _open(target, "w", **profile) as ds:
+            names = self.meta.get("band_names")
+            if names is not None and len(names) == profile["count"]:
+                for i, name in enumerate(names, start=1):
+                    ds.set_band_description(i, str(name))
+            bands = list(range(1, profile["count"] + 1))
+            height, width = self.shape[-2:]
+            by, bx = profile["blockysize"], profile["blockxsize"]
+            for row in range(0, height, by):
+                for col in range(0, width, bx):
+                    rows, cols = slice(row, min(row + by, height)), slice(col, min(col + bx, width))
+                    block = staged[..., rows, cols]
+                    window = Window.from_slices(rows, cols)
+                    if block.ndim == 2:
+                        ds.write(block, 1, window=window)
+                    else:
+                        ds.write(block, bands, window=window)
+        fsync(target)
+        return target
 
     def _profile(self) -> dict[str, Any]:
         height, width = self.shape[-2:]
+        # Staged chunks follow the tiles; the TIFF's blocks must be multiples of 16.
+        by, bx = self.default_chunks(self.shape, self.axes)[-2:]
         nodata = self.meta.get("nodata")
         if nodata is not None and not _fits(nodata, self.dtype):
             nodata = None
@@ -111,22 +149,12 @@ class GeoTIFFSink(Sink):
             "count": self.shape[0] if len(self.shape) == 3 else 1,
             "dtype": self.dtype.name, "crs": self.meta.get("crs"),
             "transform": self.meta.get("transform"), "nodata": nodata, "tiled": True,
-            "blockysize": self.chunks[-2], "blockxsize": self.chunks[-1], **CREATION_OPTIONS,
+            "blockysize": by, "blockxsize": bx,
+            "num_threads": "ALL_CPUS", **CREATION_OPTIONS,
         }
 
-    def write(self, box: Box, data: np.ndarray) -> None:
-        ds = handles.process_handle((self.staging, 0), lambda p: rasterio.open(p, "r+"))
-        rows, cols = box.slices[-2:]
-        window = Window.from_slices(rows, cols)
-        if len(self.shape) == 2:
-            ds.write(data, 1, window=window)
-        else:
-            bands = box.slices[0]
-            ds.write(data, list(range(bands.start + 1, bands.stop + 1)), window=window)
-
     def close(self) -> None:
-        for ds in handles.forget(self.staging):
-            ds.close()
+        handles.forget(self.staging)
 
 
 def _fits(value: float, dtype: np.dtype) -> bool:

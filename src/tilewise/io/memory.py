@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
+from typing import ClassVar
 
 import numpy as np
 
@@ -67,6 +68,7 @@ class SharedArraySource(Source):
 class ArraySink(Sink):
     """Tiles gathered into one array in the driver's memory."""
 
+    resumable: ClassVar[bool] = False
     array: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @classmethod

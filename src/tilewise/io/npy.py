@@ -11,7 +11,7 @@ from ..axes import parse_axes
 from ..errors import InputError
 from ..regions import Box
 from . import handles
-from .base import Sink, Source
+from .base import Sink, Source, fsync
 
 
 def _open_read(path: str) -> np.ndarray:
@@ -45,12 +45,16 @@ class NpySink(Sink):
         return tuple(1 for _ in shape)
 
     def create(self) -> None:
-        np.lib.format.open_memmap(self.staging, mode="w+", dtype=self.dtype, shape=self.shape)
+        np.lib.format.open_memmap(self.staging, mode="w+", dtype=self.dtype,
+                                  shape=self.shape).flush()
+        fsync(self.staging)
 
     def write(self, box: Box, data: np.ndarray) -> None:
         arr = handles.process_handle(
             (self.staging, 0), lambda p: np.lib.format.open_memmap(p, mode="r+"))
         arr[box.slices] = data
+        # msync: the kernel writes only the dirty pages of the map, this tile's.
+        arr.flush()
 
     def close(self) -> None:
         for arr in handles.forget(self.staging):

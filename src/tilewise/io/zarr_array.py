@@ -2,11 +2,14 @@
 
 Zarr is the format for parallel output: each tile covers whole chunks, so workers write their
 tiles directly, from any thread or process, without a lock. Metadata lives in the attributes
-and axis names in `dimension_names`.
+and axis names in `dimension_names`. A tile's chunk files are fsynced before `write` returns,
+so that the journal never records a tile that a crash could still lose. GeoTIFF output is
+staged in a Zarr array too (see `geotiff`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from ..axes import SPATIAL, UNSPLIT, parse_axes
 from ..errors import InputError
 from ..regions import Box
 from . import handles
-from .base import Sink
+from .base import Sink, fsync
 from .blocks import BlockedSource
 
 META_KEYS = ("crs", "transform", "nodata", "band_names")
@@ -70,20 +73,41 @@ class ZarrSink(Sink):
         )
 
     def create(self) -> None:
-        kwargs: dict[str, Any] = {}
-        nodata = self.meta.get("nodata")
-        if nodata is not None and np.can_cast(np.min_scalar_type(nodata), self.dtype):
-            kwargs["fill_value"] = nodata
-        zarr.create_array(
-            self.staging, shape=self.shape, chunks=self.chunks, dtype=self.dtype,
-            dimension_names=list(self.axes), attributes=metadata.to_attrs(self.meta),
-            overwrite=True, **kwargs,
-        )
+        fill = self.meta.get("nodata")
+        if fill is not None and not np.can_cast(np.min_scalar_type(fill), self.dtype):
+            fill = None
+        create_store(self.staging, self.shape, self.chunks, self.dtype, self.axes,
+                     metadata.to_attrs(self.meta), fill)
 
     def write(self, box: Box, data: np.ndarray) -> None:
-        arr = handles.process_handle((self.staging, 0),
-                                     lambda p: zarr.open_array(p, mode="r+"))
-        arr[box.slices] = data
+        write_durably(self.staging, box, data)
 
     def close(self) -> None:
         handles.forget(self.staging)
+
+
+def create_store(path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype,
+                 axes: tuple[str, ...], attributes: dict[str, Any], fill: Any = None,
+                 compressors: Any = "auto") -> None:
+    """A new, empty Zarr v3 array at `path`, its metadata already on disk."""
+    kwargs: dict[str, Any] = {} if fill is None else {"fill_value": fill}
+    zarr.create_array(path, shape=shape, chunks=chunks, dtype=dtype,
+                      dimension_names=list(axes), attributes=attributes,
+                      compressors=compressors, overwrite=True, **kwargs)
+    fsync(os.path.join(path, "zarr.json"))
+    fsync(path)
+    fsync(os.path.dirname(path))
+
+
+def write_durably(path: str, box: Box, data: np.ndarray) -> None:
+    """Write `data` at `box` of the Zarr array at `path`, then fsync the chunks it touched."""
+    arr = handles.process_handle((path, 0), lambda p: zarr.open_array(p, mode="r+"))
+    arr[box.slices] = data
+    folders = set()
+    ranges = [range(a // c, -(-b // c)) for a, b, c in zip(box.start, box.stop, arr.chunks)]
+    for coords in itertools.product(*ranges):
+        chunk = os.path.join(path, *arr.metadata.encode_chunk_key(coords).split("/"))
+        fsync(chunk)
+        folders.add(os.path.dirname(chunk))
+    for folder in folders:
+        fsync(folder)
