@@ -88,8 +88,8 @@ def _hint(hint: object) -> str:
 
 def _options(spec_options: dict, args: argparse.Namespace) -> dict:
     options = dict(spec_options)
-    for key in ("executor", "workers", "memory", "tile"):
-        if getattr(args, key) is not None:
+    for key in ("executor", "workers", "memory", "tile", "on_error"):
+        if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
     return options
 
@@ -105,6 +105,9 @@ def _tile(text: str) -> int | dict[str, int]:
             f"{text!r} is not a tile size such as 512 or y=256,x=512") from None
 
 
+RESUME = "finished tiles are kept; run the same command again to resume"
+
+
 def run(args: argparse.Namespace) -> int:
     from . import spec as pipeline_file
     from .run import save
@@ -113,12 +116,20 @@ def run(args: argparse.Namespace) -> int:
     for path in spec.paths:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     progress = False if args.quiet else (True if sys.stderr.isatty() else "log")
-    report = save(list(spec.images), spec.paths, overwrite=args.overwrite, progress=progress,
-                  **_options(spec.options, args))
+    try:
+        report = save(list(spec.images), spec.paths, overwrite=args.overwrite,
+                      progress=progress, **_options(spec.options, args))
+    except (TileError, OSError) as exc:
+        print(f"tilewise: run failed: {exc} ({RESUME})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"tilewise: interrupted ({RESUME})", file=sys.stderr)
+        return 130
     tile = " x ".join(f"{n} {a}" for a, n in report.tile.items())
     if not args.quiet:
+        resumed = f" ({report.resumed} done by an earlier run)" if report.resumed else ""
         print(f"wrote {len(spec.paths)} output(s) in {report.seconds:.1f} s: {report.tiles} "
-              f"tiles of {tile}, {report.executor} x {report.workers}")
+              f"tiles of {tile}{resumed}, {report.executor} x {report.workers}")
         for path in spec.paths:
             print(f"  {path}")
     if args.preview:
@@ -138,8 +149,9 @@ def plan(args: argparse.Namespace) -> int:
     from .summary import describe
 
     spec = pipeline_file.load(args.pipeline)
-    planned = plan_run(list(spec.images), spec.paths, overwrite=True,
-                       **_options(spec.options, args))
+    options = _options(spec.options, args)
+    options.pop("on_error", None)
+    planned = plan_run(list(spec.images), spec.paths, overwrite=True, **options)
     print("\n".join(describe(planned)))
     return 0
 
@@ -163,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     go.add_argument("--quiet", action="store_true", help="no progress and no summary")
     go.add_argument("--preview", action="store_true",
                     help="also write a PNG quick-look beside each output")
+    go.add_argument("--on-error", choices=("stop", "continue"), default=None,
+                    help="on a failing tile: stop (default), or finish every other tile first")
     _run_options(commands.add_parser("plan", help="explain how a pipeline file would run"))
     commands.add_parser("ops", help="list the built-in ops, their parameters and halos")
     show = commands.add_parser("info", help="describe an image: shape, axes, blocks, CRS, ...")
@@ -188,14 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .preview import render
 
             print(render(args.path, args.output, args.max_size, args.cmap, args.bands))
-    except TileError as exc:
-        print(f"tilewise: run failed: {exc}", file=sys.stderr)
-        return 1
     except TilewiseError as exc:
         print(f"tilewise: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"tilewise: run failed: {exc}", file=sys.stderr)
+        print(f"tilewise: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("tilewise: interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import meta as metadata
-from .errors import ParameterError, TileError
+from .errors import InputError, ParameterError, TileError
 from .io import Source
 from .io.retry import retrying
 from .regions import Box
@@ -100,7 +100,16 @@ class SourceNode(Node):
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
                  index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
-        return (retrying(self.source.read, region),)
+        return (self.read(region),)
+
+    def read(self, region: Box) -> np.ndarray:
+        """The source's pixels, retrying transient I/O errors, naming the file on failure."""
+        try:
+            return retrying(self.source.read, region)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise InputError(f"input {self.source.path or 'array'} cannot be read at {region} "
+                             f"({type(exc).__name__}: {exc}); is it truncated or "
+                             "damaged?") from exc
 
     @property
     def label(self) -> str:

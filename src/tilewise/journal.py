@@ -20,6 +20,7 @@ A resumed run must match it; `differences` says in words what changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -68,9 +69,12 @@ def read(path: str) -> Record | None:
     """The journal at `path`, or None if there is none (or a crash left only a torn header)."""
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+            text = f.read()
     except FileNotFoundError:
         return None
+    # Only lines ended by a newline count: a crash may leave a torn last line, and a torn
+    # record ("9" of "95") would otherwise read as another tile.
+    lines = text.rpartition("\n")[0].split("\n")
     try:
         header = json.loads(lines[0])
         done = np.zeros(header["tiles"], bool)
@@ -80,21 +84,17 @@ def read(path: str) -> Record | None:
         return None
     complete, runs = False, 0
     for number, line in enumerate(lines[1:], start=2):
-        if not line:
-            continue
         try:
             entry = json.loads(line)
-        except ValueError:
-            if number == len(lines):  # torn by a crash while being appended
-                break
+            if isinstance(entry, int):
+                done[entry] = True
+            elif entry.get("complete"):
+                complete = True
+            elif "run" in entry:
+                runs += 1
+        except (ValueError, IndexError, AttributeError):
             raise OutputError(f"journal {path} is damaged at line {number}; delete it and "
                               "the output's .partial to start again") from None
-        if isinstance(entry, int):
-            done[entry] = True
-        elif entry.get("complete"):
-            complete = True
-        elif "run" in entry:
-            runs += 1
     return Record(fingerprint, tile, header["tiles"], done, complete, runs)
 
 
@@ -104,6 +104,8 @@ class Journal:
     def __init__(self, path: str, fingerprint: dict[str, Any], tile: tuple[int, ...],
                  tiles: int, fresh: bool, runs: int) -> None:
         self.path = path
+        if not fresh:
+            _drop_torn_tail(path)
         self.file = open(path, "w" if fresh else "a", encoding="utf-8")  # noqa: SIM115
         if fresh:
             header = {"tilewise": VERSION, "fingerprint": fingerprint, "tile": list(tile),
@@ -121,18 +123,29 @@ class Journal:
             self._sync()
 
     def complete(self) -> None:
+        """Say that the output is in place (the run marker before it says a run opened it)."""
         self.file.write(json.dumps({"complete": True}) + "\n")
         self._sync()
 
     def close(self) -> None:
-        if not self.file.closed:
+        """Sync and close; a failure here (a full disk) only loses records, to be redone."""
+        with contextlib.suppress(OSError, ValueError):
             self._sync()
+        with contextlib.suppress(OSError):
             self.file.close()
 
     def _sync(self) -> None:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.synced = time.monotonic()
+
+
+def _drop_torn_tail(path: str) -> None:
+    """Cut a last line that a crash (or a full disk) left without its newline."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 def fingerprint(output: Image, sink: Sink, tile: tuple[int, ...]) -> dict[str, Any]:
@@ -308,6 +321,8 @@ class State:
     action: str
     done: np.ndarray
     runs: int = 0
+    #: Whether the journal already says the output is complete.
+    complete: bool = False
 
 
 def state(sink: Sink, fp: dict[str, Any], tiles: int, overwrite: bool) -> State:
@@ -326,7 +341,7 @@ def state(sink: Sink, fp: dict[str, Any], tiles: int, overwrite: bool) -> State:
     staged, final = os.path.lexists(sink.staging), os.path.lexists(sink.path)
     everything = record.count == tiles
     if everything and final and not staged:
-        return State("done", record.done, record.runs)
+        return State("done", record.done, record.runs, record.complete)
     if everything and staged:
         return State("commit", record.done, record.runs)
     if staged:

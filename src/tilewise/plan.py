@@ -41,6 +41,8 @@ TILES_PER_WORKER = 4
 class Job:
     index: tuple[int, ...]
     box: Box
+    #: The tile's position in C order, as journals record it.
+    flat: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class Plan:
 
     def jobs(self) -> Iterator[Job]:
         """Tile jobs in C order, made one at a time as the executor asks for them."""
-        return (Job(i, self.grid.box(i)) for i in self.grid.indices())
+        grid = self.grid
+        return (Job(index, grid.box(index), flat)
+                for flat, index in ((f, grid.index(f)) for f in range(len(grid))))
 
     def __len__(self) -> int:
         return len(self.grid)
@@ -79,7 +83,7 @@ def probe(pipeline: Pipeline,
     start = tuple((n - k) // 2 for n, k in zip(shape, size))
     box = Box(start, tuple(a + k for a, k in zip(start, size)))
     regions = pipeline.regions(box)
-    reads = {id(n): n.source.read(regions[id(n)]) for n in pipeline.sources}
+    reads = {id(n): n.read(regions[id(n)]) for n in pipeline.sources}
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()

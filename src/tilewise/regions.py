@@ -114,13 +114,6 @@ class TileGrid:
             out.append(i)
         return tuple(reversed(out))
 
-    def flat(self, index: Sequence[int]) -> int:
-        """The position of tile `index` in C order (the inverse of `index`)."""
-        out = 0
-        for i, c in zip(index, self.counts):
-            out = out * c + i
-        return out
-
     def indices(self) -> Iterator[tuple[int, ...]]:
         """Tile indices in C order, produced lazily (`itertools.product` would not be)."""
         return (self.index(flat) for flat in range(len(self)))

@@ -52,6 +52,7 @@ GDAL_CACHE = 16 * 1024 * 1024
 WORKER_BASELINE = 128 * 1024 * 1024
 #: Source blocks join the tile alignment unless that makes the unit this many times larger.
 BLOCK_ALIGN_LIMIT = 4
+ON_ERROR = ("stop", "continue")
 #: Pixels per axis of the crop whose reductions stand in for the real ones when planning.
 SAMPLE = 256
 #: Seconds between progress lines when progress is logged rather than drawn.
@@ -100,6 +101,8 @@ class TileWork:
     sinks: tuple[Sink | None, ...]
     read_cache: int
     keep_going: bool = False
+    #: Per output, the tiles it has already (when outputs' journals differ after a crash).
+    done: tuple[np.ndarray | None, ...] = ()
 
     def __call__(self, job: Job) -> tuple[np.ndarray | None, ...] | Failed:
         try:
@@ -109,8 +112,11 @@ class TileWork:
                 return Failed(str(exc))
             raise
         out: list[np.ndarray | None] = []
-        for sink, array in zip(self.sinks, arrays):
-            if sink is not None and sink.parallel_writes:
+        for i, (sink, array) in enumerate(zip(self.sinks, arrays)):
+            if sink is None or (self.done and self.done[i] is not None
+                                and self.done[i][job.flat]):
+                out.append(None)
+            elif sink.parallel_writes:
                 retrying(sink.write, job.box, array)
                 out.append(None)
             else:
@@ -144,15 +150,20 @@ def budget_bytes(memory: int | str | None) -> int:
 def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
          executor: str | None = None, workers: int | None = None,
          memory: int | str | None = None, tile: Any = None, overwrite: bool = False,
-         progress: bool | str | Callable[[Progress], None] | None = None) -> Report:
+         progress: bool | str | Callable[[Progress], None] | None = None,
+         on_error: str = "stop") -> Report:
     """Compute `images` tile by tile and write each to its path, in one pass over the tiles.
 
     The format follows each path's suffix: `.tif` (GeoTIFF), `.zarr` (Zarr v3), `.npy`.
+    A run that fails or is killed keeps its finished tiles; the same call again resumes it.
+    `on_error="continue"` computes every other tile before reporting the tiles that failed.
     """
+    if on_error not in ON_ERROR:
+        raise ParameterError(f"on_error={on_error!r} must be one of {', '.join(ON_ERROR)}")
     with quiet_nan_warnings():
         run = _prepare(images, paths, executor, workers, memory, tile, overwrite, progress)
         return _execute(run.pipeline, run.sinks, run.plan, run.runner, run.budget, overwrite,
-                        progress)
+                        progress, on_error)
 
 
 @dataclass(frozen=True)
@@ -388,6 +399,12 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
     states = [journal.state(sink, fp, len(grid), overwrite) if sink.resumable
               else journal.State("fresh", np.zeros(len(grid), bool))
               for sink, fp in zip(sinks, prints)]
+    for sink, st in zip(sinks, states):
+        if st.action == "done" and not st.complete:  # moved into place, then killed
+            log = journal.Journal(journal.path_of(sink.path), {}, grid.tile, len(grid),
+                                  False, st.runs)
+            log.complete()
+            log.close()
     active = [i for i, st in enumerate(states) if st.action != "done"]
     todo = np.zeros(len(grid), bool)
     for i in active:
@@ -402,9 +419,9 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
         for i, array in enumerate(result):
             if array is not None and i in writing:
                 retrying(sinks[i].write, job.box, array)
-        flat = grid.flat(job.index)
         for i in writing & journals.keys():
-            journals[i].record(flat)
+            if not states[i].done[job.flat]:
+                journals[i].record(job.flat)
 
     writing = {i for i in active if states[i].action in ("fresh", "resume")}
     try:
@@ -417,10 +434,14 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
                 journals[i] = journal.Journal(journal.path_of(sink.path), prints[i], grid.tile,
                                               len(grid), st.action == "fresh", st.runs)
         if todo.any():
-            jobs = (job for job in plan.jobs() if todo[grid.flat(job.index)])
+            jobs = (job for job in plan.jobs() if todo[job.flat])
+            # Outputs whose journals agree need no mask (the usual case: no copies to workers).
+            agree = all((states[i].done == states[j].done).all() for i in writing for j in writing)
             work = functools.partial(_tile_work, sinks=tuple(
                 sinks[i] if i in writing else None for i in range(len(sinks))),
-                read_cache=plan.read_cache, keep_going=on_error == "continue")
+                read_cache=plan.read_cache, keep_going=on_error == "continue",
+                done=() if agree else tuple(states[i].done if i in writing else None
+                                            for i in range(len(sinks))))
             _drive(pipeline, plan, runner, work, write, progress, "tiles",
                    jobs=jobs, total=int(todo.sum()))
         if failures:
@@ -445,8 +466,8 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
 
 
 def _tile_work(pipeline: Pipeline, *, sinks: tuple[Sink | None, ...], read_cache: int,
-               keep_going: bool) -> TileWork:
-    return TileWork(pipeline, sinks, read_cache, keep_going)
+               keep_going: bool, done: tuple[np.ndarray | None, ...]) -> TileWork:
+    return TileWork(pipeline, sinks, read_cache, keep_going, done)
 
 
 def _drive(pipeline: Pipeline, plan: Plan, runner: Executor,

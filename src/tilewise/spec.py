@@ -14,7 +14,7 @@
     outputs:
       smooth: out/smooth.tif               # or {path: out/smooth.tif, cmap: terrain}
       edges: out/edges.zarr
-    run: {memory: 1GiB, executor: threads, workers: 2, tile: 1024}
+    run: {memory: 1GiB, executor: threads, workers: 2, tile: 1024, on_error: stop}
 
 Every mistake is reported as one sentence naming the file, the line and the key path
 (`steps.smooth.params.sigma`); a mistake found while building the graph keeps its own
@@ -44,7 +44,7 @@ TOP = ("inputs", "steps", "outputs", "run")
 INPUT_KEYS = ("path", "dataset", "axes")
 STEP_KEYS = ("op", "function", "input", "inputs", "params", "margin", "dtype")
 OUTPUT_KEYS = ("path", "cmap")
-RUN_KEYS = ("executor", "workers", "memory", "tile")
+RUN_KEYS = ("executor", "workers", "memory", "tile", "on_error")
 
 KeyPath = tuple[str | int, ...]
 
@@ -191,7 +191,8 @@ class _Document:
 
     def _options(self, value: Any) -> dict[str, Any]:
         run = self.mapping(value, ("run",), RUN_KEYS)
-        checks = {"executor": str, "workers": int, "memory": (str, int), "tile": (int, dict, list)}
+        checks = {"executor": str, "workers": int, "memory": (str, int), "tile": (int, dict, list),
+                  "on_error": str}
         for key, kind in checks.items():
             if key in run and (isinstance(run[key], bool) or not isinstance(run[key], kind)):
                 raise self.error(("run", key), f"has the wrong type: {_kind(run[key])}")

@@ -7,8 +7,12 @@ paths, never open file handles; in-memory arrays reach workers through shared me
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import pickle
+import signal
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -17,12 +21,27 @@ from typing import Any
 from .base import Executor, run_bounded
 
 _installed: Callable[[Any], Any] | None = None
+#: prctl option: the signal a process receives when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
 
 def _install(payload: bytes, filters: list) -> None:
     global _installed
+    # Ctrl-C reaches the whole process group; the driver alone decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     warnings.filters[:] = filters
     _installed = pickle.loads(payload)
+
+
+def _die_with_parent() -> None:
+    """On Linux, be killed when the driver dies, even by SIGKILL: an orphaned worker would
+    go on writing tiles into outputs that a resumed run is writing too."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the driver died before prctl took effect
+            os._exit(1)
 
 
 def _call(job: Any) -> Any:
