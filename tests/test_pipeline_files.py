@@ -87,7 +87,7 @@ def ndimage_gaussian(a):
     return tw.compute(ops.gaussian(tw.open(a), sigma=2), tile=a.shape)
 
 
-def test_quiet_run_prints_nothing_and_existing_outputs_need_overwrite(tmp_path, dem):
+def test_quiet_run_prints_nothing_and_a_rerun_resumes_or_refuses(tmp_path, dem):
     pipeline = write(tmp_path, "p.yaml", """
         inputs: {dem: dem.npy}
         steps: {m: {op: median, input: dem, params: {size: 3}}}
@@ -95,8 +95,15 @@ def test_quiet_run_prints_nothing_and_existing_outputs_need_overwrite(tmp_path, 
         """)
     done = tilewise("run", pipeline, "--quiet")
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
-    again = tilewise("run", pipeline, "--quiet")
-    assert again.returncode == 2 and "exists; pass overwrite=True" in again.stderr
+    again = tilewise("run", pipeline)  # complete, by the same pipeline: nothing to do
+    assert again.returncode == 0 and "0 tiles of" in again.stdout
+    assert "(9 done by an earlier run)" in again.stdout
+    pipeline.write_text(pipeline.read_text().replace("size: 3", "size: 5"))
+    changed = tilewise("run", pipeline, "--quiet")
+    assert changed.returncode == 2
+    assert "m.npy was begun by a different pipeline: parameter 'size' of op 'median' changed " \
+        "from 3 to 5" in changed.stderr
+    assert tilewise("run", pipeline, "--quiet", "--overwrite").returncode == 0
 
 
 def test_a_failing_tile_exits_1_and_names_the_tile(tmp_path, dem):

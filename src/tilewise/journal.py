@@ -327,13 +327,13 @@ class State:
 
 def state(sink: Sink, fp: dict[str, Any], tiles: int, overwrite: bool) -> State:
     """Decide, from the journal and what is on disk, what this run must do for `sink`."""
-    record = read(path_of(sink.path))
     nothing = np.zeros(tiles, bool)
+    if overwrite:  # replace, recomputing everything: resuming is what a plain re-run does
+        return State("fresh", nothing)
+    record = read(path_of(sink.path))
     if record is None:
         return State("fresh", nothing)
     if record.fingerprint != fp or record.tiles != tiles:
-        if overwrite:
-            return State("fresh", nothing)
         raise OutputExistsError(
             f"output {sink.path} was begun by a different pipeline: "
             f"{'; '.join(differences(record.fingerprint, fp))}; pass overwrite=True "

@@ -20,7 +20,7 @@ def sample(path: str, max_size: int = 1024) -> tuple[np.ndarray, float | None]:
     """The image at `path` shrunk so that its longest side is at most `max_size`, as
     (bands, rows, cols) float64 with nodata as NaN, and the nodata value."""
     from . import open as open_image
-    from .io.geotiff import GeoTIFFSource
+    from .io.geotiff import GeoTIFFSource, open_dataset
 
     if max_size < 2:
         raise ParameterError(f"max_size={max_size} must be at least 2")
@@ -31,10 +31,9 @@ def sample(path: str, max_size: int = 1024) -> tuple[np.ndarray, float | None]:
     step = max(1, math.ceil(max(spatial) / max_size))
     out = out_shape(spatial, step)
     if isinstance(source, GeoTIFFSource):
-        import rasterio
         from rasterio.enums import Resampling
 
-        with rasterio.open(source.path) as ds:
+        with open_dataset(source.path) as ds:
             data = ds.read(out_shape=(ds.count, *out), resampling=Resampling.average,
                            masked=False)
     else:

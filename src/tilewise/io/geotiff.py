@@ -40,7 +40,7 @@ CREATION_OPTIONS = {"compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer"}
 STAGING_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
 
-def _open(path: str, mode: str = "r", **profile: Any) -> Any:
+def open_dataset(path: str, mode: str = "r", **profile: Any) -> Any:
     """`rasterio.open`, quiet about files without georeference (microscopy TIFFs have none)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -53,7 +53,7 @@ class GeoTIFFSource(BlockedSource):
     @classmethod
     def open(cls, path: str) -> GeoTIFFSource:
         try:
-            with _open(path) as ds:
+            with open_dataset(path) as ds:
                 count, height, width = ds.count, ds.height, ds.width
                 by, bx = ds.block_shapes[0]
                 dtype = np.dtype(ds.dtypes[0])
@@ -72,7 +72,7 @@ class GeoTIFFSource(BlockedSource):
         return cls((count, height, width), dtype, ("c", "y", "x"), (count, by, bx), meta, path)
 
     def read_window(self, box: Box) -> np.ndarray:
-        ds = handles.thread_handle(handles.version(self.path), _open)
+        ds = handles.thread_handle(handles.version(self.path), open_dataset)
         rows, cols = box.slices[-2:]
         window = Window.from_slices(rows, cols)
         if len(self.shape) == 2:
@@ -117,7 +117,7 @@ class GeoTIFFSink(Sink):
         target = os.path.join(self.staging, os.path.basename(self.path))
         staged = zarr.open_array(self.staging, mode="r")
         profile = self._profile()
-        with _open(target, "w", **profile) as ds:
+        with open_dataset(target, "w", **profile) as ds:
             names = self.meta.get("band_names")
             if names is not None and len(names) == profile["count"]:
                 for i, name in enumerate(names, start=1):
