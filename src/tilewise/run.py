@@ -40,6 +40,7 @@ from .executors import Executor, get_executor
 from .graph import Image, OpNode
 from .io import ArraySink, Sink, sink_class
 from .io import blocks as block_reads
+from .io.base import Finisher
 from .io.retry import retrying
 from .pipeline import Pipeline
 from .plan import Job, Plan, choose, lcm, resolve_tile
@@ -422,8 +423,11 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
         for i in writing & journals.keys():
             if not states[i].done[job.flat]:
                 journals[i].record(job.flat)
+                if i in finishers:
+                    finishers[i].tile_done(job.box)
 
     writing = {i for i in active if states[i].action in ("fresh", "resume")}
+    finishers: dict[int, Finisher] = {}
     try:
         for i in active:
             sink, st = sinks[i], states[i]
@@ -433,6 +437,11 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
             if sink.resumable:
                 journals[i] = journal.Journal(journal.path_of(sink.path), prints[i], grid.tile,
                                               len(grid), st.action == "fresh", st.runs)
+            finisher = sink.finisher()
+            if finisher is not None:
+                finishers[i] = finisher
+                for flat in np.flatnonzero(st.done):
+                    finisher.tile_done(grid.box(grid.index(int(flat))))
         if todo.any():
             jobs = (job for job in plan.jobs() if todo[job.flat])
             # Outputs whose journals agree need no mask (the usual case: no copies to workers).
@@ -449,10 +458,12 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
                 f"{len(failures)} of {int(todo.sum())} tiles failed, the first: {failures[0]}"
                 + ("" if len(failures) == 1 else f"; the last: {failures[-1]}"))
         for i in active:
-            sinks[i].commit(overwrite)
+            sinks[i].commit(overwrite, finishers[i].result() if i in finishers else None)
             if i in journals:
                 journals[i].complete()
     except BaseException:
+        for finisher in finishers.values():
+            finisher.cancel()
         for i in active:
             if not sinks[i].resumable:
                 sinks[i].abort()

@@ -98,10 +98,14 @@ class Sink(ABC):
         """Make the staged data final; return the path to move into place."""
         return self.staging
 
-    def commit(self, overwrite: bool) -> None:
-        """Move the finished output to the final path in one step."""
+    def finisher(self) -> Finisher | None:
+        """Something that makes the output final while tiles are still being written, if any."""
+        return None
+
+    def commit(self, overwrite: bool, final: str | None = None) -> None:
+        """Move the finished output (`final`, else what `finish` makes) into place in one step."""
         self.close()
-        final = self.finish()
+        final = final or self.finish()
         if os.path.lexists(self.path):
             if not overwrite:
                 raise OutputExistsError(f"output {self.path} appeared during the run")
@@ -116,6 +120,22 @@ class Sink(ABC):
         self.close()
         if os.path.lexists(self.staging):
             remove(self.staging)
+
+
+class Finisher(ABC):
+    """Finishes an output alongside the run, e.g. copies finished rows into a GeoTIFF."""
+
+    @abstractmethod
+    def tile_done(self, box: Box) -> None:
+        """Tell it that the tile at `box` is durably staged."""
+
+    @abstractmethod
+    def result(self) -> str:
+        """Wait until it is done; the path to move into place."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop, leaving the staged tiles as they are."""
 
 
 def remove(path: str) -> None:

@@ -13,8 +13,11 @@ a GeoTIFF inside the staging folder (GDAL compressing with every core) and renam
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,7 +30,7 @@ from rasterio.windows import Window
 from ..errors import InputError, UnsupportedFormatError
 from ..regions import Box
 from . import handles
-from .base import Sink, fsync
+from .base import Finisher, Sink, fsync
 from .blocks import BlockedSource
 from .zarr_array import create_store, write_durably
 
@@ -112,8 +115,17 @@ class GeoTIFFSink(Sink):
     def write(self, box: Box, data: np.ndarray) -> None:
         write_durably(self.staging, box, data)
 
+    def finisher(self) -> TiffCopy:
+        return TiffCopy(self)
+
     def finish(self) -> str:
-        """Copy the staged tiles into a GeoTIFF, one block at a time."""
+        copy = TiffCopy(self)
+        copy.tile_done(Box.of_shape(self.shape))
+        return copy.result()
+
+    def copy_rows(self, ready: Callable[[int], bool]) -> str:
+        """Copy the staged tiles into a GeoTIFF, a row of blocks at a time, each row as soon
+        as `ready(stop)` says that every tile above `stop` is staged."""
         target = os.path.join(self.staging, os.path.basename(self.path))
         staged = zarr.open_array(self.staging, mode="r")
         profile = self._profile()
@@ -126,8 +138,11 @@ class GeoTIFFSink(Sink):
             height, width = self.shape[-2:]
             by, bx = profile["blockysize"], profile["blockxsize"]
             for row in range(0, height, by):
+                rows = slice(row, min(row + by, height))
+                if not ready(rows.stop):
+                    return ""
                 for col in range(0, width, bx):
-                    rows, cols = slice(row, min(row + by, height)), slice(col, min(col + bx, width))
+                    cols = slice(col, min(col + bx, width))
                     block = staged[..., rows, cols]
                     window = Window.from_slices(rows, cols)
                     if block.ndim == 2:
@@ -155,6 +170,60 @@ class GeoTIFFSink(Sink):
 
     def close(self) -> None:
         handles.forget(self.staging)
+
+
+class TiffCopy(Finisher):
+    """Copies finished rows of tiles from the staging array into the GeoTIFF in a thread of
+    the driver, while the workers compute the rows below, so that the copy costs little time
+    after the last tile. A resumed run copies everything again (the TIFF is not resumable)."""
+
+    def __init__(self, sink: GeoTIFFSink) -> None:
+        self.height = sink.shape[-2]
+        self.row_pixels = math.prod(sink.shape) // self.height
+        #: Per band of tile rows (by its first row): pixels staged in one of its rows, and its end.
+        self.covered: dict[int, int] = {}
+        self.stops: dict[int, int] = {}
+        self.ready_to = 0
+        self.stopped = False
+        self.error: BaseException | None = None
+        self.target = ""
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._run, args=(sink,), daemon=True,
+                                       name="tilewise-tiff-copy")
+        self.thread.start()
+
+    def tile_done(self, box: Box) -> None:
+        y0, y1 = box.start[-2], box.stop[-2]
+        with self.changed:
+            self.covered[y0] = self.covered.get(y0, 0) + box.size // (y1 - y0)
+            self.stops[y0] = y1
+            while (self.ready_to < self.height
+                   and self.covered.get(self.ready_to, 0) >= self.row_pixels):
+                self.ready_to = self.stops[self.ready_to]
+            self.changed.notify_all()
+
+    def _ready(self, stop: int) -> bool:
+        with self.changed:
+            self.changed.wait_for(lambda: self.stopped or self.ready_to >= stop)
+            return not self.stopped
+
+    def _run(self, sink: GeoTIFFSink) -> None:
+        try:
+            self.target = sink.copy_rows(self._ready)
+        except BaseException as exc:
+            self.error = exc
+
+    def result(self) -> str:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.target
+
+    def cancel(self) -> None:
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
+        self.thread.join()
 
 
 def _fits(value: float, dtype: np.dtype) -> bool:

@@ -81,7 +81,7 @@ class ArraySink(Sink):
     def write(self, box: Box, data: np.ndarray) -> None:
         self.array[box.slices] = data
 
-    def commit(self, overwrite: bool) -> None:
+    def commit(self, overwrite: bool, final: str | None = None) -> None:
         """Nothing to move."""
 
     def abort(self) -> None:
