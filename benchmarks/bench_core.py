@@ -5,6 +5,7 @@
 Every case runs in its own child process of this one command, so that peak memory (RSS of the
 child and its workers) belongs to that case alone. Cases:
 - tilewise with threads (2 and 1 workers) and processes (2 workers), memory="512MiB";
+  and with threads into Zarr instead of GeoTIFF (GeoTIFF output is staged for resumability);
 - dask `map_overlap` (rioxarray read, 1024 chunks, the same chain fused, boundary="reflect",
   threads) written with `rio.to_raster`;
 - time to the first finished tile of a 1,000,000-tile tilewise plan, and the time dask needs
@@ -146,6 +147,10 @@ def main() -> None:
         cases.append((f"tilewise {executor}, {workers} worker{'s' * (workers > 1)}",
                       [me, "--case", "tilewise", "--args", src, f"{out}/tw.tif", executor,
                        str(workers), args.memory]))
+    # The same run into Zarr: what staging GeoTIFF output (for resumability) costs on top.
+    cases.append(("tilewise threads, 2 workers, Zarr out",
+                  [me, "--case", "tilewise", "--args", src, f"{out}/tw.zarr", "threads", "2",
+                   args.memory]))
     runs: dict[str, list[dict]] = {name: [] for name, _ in cases}
     for _ in range(args.repeat):  # interleaved, so that machine noise hits every case alike
         for name, argv in cases:

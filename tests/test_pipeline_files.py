@@ -116,8 +116,13 @@ def test_a_failing_tile_exits_1_and_names_the_tile(tmp_path, dem):
     done = tilewise("run", pipeline, "--tile", "40", "--quiet")
     assert done.returncode == 1
     assert "op 'boom'" in done.stderr and "(1, 1)" in done.stderr and "bad pixel" in done.stderr
+    assert "run the same command again to resume" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "boom.tif").exists()
+    planned = tilewise("plan", pipeline, "--tile", "40")
+    assert planned.returncode == 0, planned.stderr
+    assert "journal    boom.tif: " in planned.stdout and " of 12 tiles done; run resumes them " \
+        "unless --overwrite (tiles of 40 x 40)" in planned.stdout
 
 
 def test_plan_explains_without_writing(tmp_path, dem):

@@ -149,7 +149,7 @@ def plan(args: argparse.Namespace) -> int:
     spec = pipeline_file.load(args.pipeline)
     options = _options(spec.options, args)
     options.pop("on_error", None)
-    planned = plan_run(list(spec.images), spec.paths, overwrite=True, **options)
+    planned = plan_run(list(spec.images), spec.paths, overwrite=args.overwrite, **options)
     print("\n".join(describe(planned)))
     return 0
 
@@ -162,6 +162,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
                         help="memory budget such as 2GiB (default: half of what is free)")
     parser.add_argument("--tile", type=_tile, default=None,
                         help="tile size in pixels (512, or y=256,x=512); default: planned")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs, recomputing everything")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +171,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     go = commands.add_parser("run", help="run a pipeline file")
     _run_options(go)
-    go.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     go.add_argument("--quiet", action="store_true", help="no progress and no summary")
     go.add_argument("--preview", action="store_true",
                     help="also write a PNG quick-look beside each output")

@@ -7,6 +7,7 @@ import os
 
 from dask.utils import format_bytes
 
+from . import journal
 from .plan import central, read_pixels, window_pixels
 from .reductions import Reduction
 from .run import Planned
@@ -52,6 +53,15 @@ def describe(planned: Planned) -> list[str]:
         lines.append(f"{label:<10} output {os.path.basename(sink.path)}: "
                      + _fit(grid.tile, sink.chunks, first.shape, "chunks"))
         label = ""
+    label = "journal"
+    for sink in sinks:
+        record = journal.read(journal.path_of(sink.path))
+        if record is not None:
+            status = "complete" if record.complete else \
+                f"{record.count} of {record.tiles} tiles done; run resumes them unless --overwrite"
+            lines.append(f"{label:<10} {os.path.basename(sink.path)}: {status} "
+                         f"(tiles of {' x '.join(map(str, record.tile))})")
+            label = ""
     return lines
 
 

@@ -6,9 +6,9 @@ datasets are not thread-safe, so reads use one dataset per thread.
 Output is staged, not written into the TIFF tile by tile: GDAL writes a TIFF's tile index only
 when the file is closed, so a killed writer leaves a TIFF whose finished tiles cannot be found,
 and a run could not resume. Workers write their tiles into a Zarr array at `NAME.partial`
-(LZ4, in parallel, fsynced); when the last tile is in, the driver copies it block by block into
-a GeoTIFF inside the staging folder (GDAL compressing with every core) and renames that to
-`NAME`. A crash during the copy just repeats the copy.
+(LZ4, in parallel, fsynced); a thread of the driver copies each finished row of tiles, block by
+block, into a GeoTIFF inside the staging folder (GDAL compressing with every core), and when
+the last row is copied the GeoTIFF is renamed to `NAME`. A resumed run copies from the start.
 """
 
 from __future__ import annotations
