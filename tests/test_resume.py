@@ -142,11 +142,12 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_bytes(tmp_path, ex
         records = recorded(path)
         assert sorted(records) == list(range(total)), "a finished tile was computed twice"
         assert journal.read(str(path)).complete
-    # Work redone: calls of the op beyond one per tile, at most the tiles in flight (2: one
-    # per worker, as both outputs are written in the workers) at each kill.
+    # Work redone: calls of the op beyond one per tile, at most the tiles in flight at each
+    # kill: 2 being computed (one per worker), 2 written and waiting to be fsynced and
+    # journaled (the recorder's queue) and 1 being fsynced.
     calls = len(log.read_text().split())  # two numbers per call
     redone = calls // 2 - total
-    assert 0 <= redone <= 2 * kills, (redone, calls // 2)
+    assert 0 <= redone <= 5 * kills, (redone, calls // 2)
     print(f"{executor}: {kills} kills, {launches} launches, {redone} tiles redone")
 
 
@@ -285,7 +286,7 @@ def test_transient_read_and_write_errors_are_retried(tmp_path, monkeypatch):
     a = np.arange(40 * 40, dtype="float32").reshape(40, 40)
     np.save(tmp_path / "in.npy", a)
     failures = {"read": 2, "write": 3}
-    real_read, real_write = npy.NpySource.read, zarr_array.write_durably
+    real_read, real_write = npy.NpySource.read, zarr_array.write_chunks
 
     def flaky_read(self, box):
         if failures["read"]:
@@ -300,7 +301,7 @@ def test_transient_read_and_write_errors_are_retried(tmp_path, monkeypatch):
         return real_write(path, box, data)
 
     monkeypatch.setattr(npy.NpySource, "read", flaky_read)
-    monkeypatch.setattr(zarr_array, "write_durably", flaky_write)
+    monkeypatch.setattr(zarr_array, "write_chunks", flaky_write)
     image = tw.map(lambda x: x + 1, tw.open(tmp_path / "in.npy"))
     tw.save(image, tmp_path / "o.zarr", tile=20, executor="serial")
     np.testing.assert_array_equal(tw.open(tmp_path / "o.zarr").compute(), a + 1)

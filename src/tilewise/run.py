@@ -44,6 +44,7 @@ from .io.base import Finisher
 from .io.retry import retrying
 from .pipeline import Pipeline
 from .plan import Job, Plan, choose, lcm, resolve_tile
+from .recording import Recorder
 from .reductions import ACCUMULATORS, RESULTS, Reduction, Value
 
 #: GDAL's block cache, per process, taken out of the budget (GDAL's own default is 5% of RAM).
@@ -420,11 +421,7 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
         for i, array in enumerate(result):
             if array is not None and i in writing:
                 retrying(sinks[i].write, job.box, array)
-        for i in writing & journals.keys():
-            if not states[i].done[job.flat]:
-                journals[i].record(job.flat)
-                if i in finishers:
-                    finishers[i].tile_done(job.box)
+        recorder.put(job)
 
     writing = {i for i in active if states[i].action in ("fresh", "resume")}
     finishers: dict[int, Finisher] = {}
@@ -451,8 +448,15 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
                 read_cache=plan.read_cache, keep_going=on_error == "continue",
                 done=() if agree else tuple(states[i].done if i in writing else None
                                             for i in range(len(sinks))))
-            _drive(pipeline, plan, runner, work, write, progress, "tiles",
-                   jobs=jobs, total=int(todo.sum()))
+            recorder = Recorder({i: sinks[i] for i in writing}, journals, finishers,
+                                {i: states[i].done for i in writing}, runner.workers)
+            try:
+                _drive(pipeline, plan, runner, work, write, progress, "tiles",
+                       jobs=jobs, total=int(todo.sum()))
+            except BaseException:
+                recorder.close(raising=False)  # what is written and queued is kept
+                raise
+            recorder.close()
         if failures:
             raise TileError(
                 f"{len(failures)} of {int(todo.sum())} tiles failed, the first: {failures[0]}"

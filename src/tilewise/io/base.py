@@ -89,7 +89,10 @@ class Sink(ABC):
 
     @abstractmethod
     def write(self, box: Box, data: np.ndarray) -> None:
-        """Write one tile, durably; `box` covers whole chunks except at the image end."""
+        """Write one tile; `box` covers whole chunks except at the image end."""
+
+    def sync(self, box: Box) -> None:
+        """Make the tile at `box` durable (fsync what it touched), from any process."""
 
     def close(self) -> None:
         """Flush and close whatever this process holds open."""

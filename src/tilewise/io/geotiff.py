@@ -32,7 +32,7 @@ from ..regions import Box
 from . import handles
 from .base import Finisher, Sink, fsync
 from .blocks import BlockedSource
-from .zarr_array import create_store, write_durably
+from .zarr_array import create_store, sync_chunks, write_chunks
 
 #: Block side of written GeoTIFFs (GDAL wants a multiple of 16).
 BLOCK = 512
@@ -113,7 +113,10 @@ class GeoTIFFSink(Sink):
                      compressors=STAGING_CODEC)
 
     def write(self, box: Box, data: np.ndarray) -> None:
-        write_durably(self.staging, box, data)
+        write_chunks(self.staging, box, data)
+
+    def sync(self, box: Box) -> None:
+        sync_chunks(self.staging, box)
 
     def finisher(self) -> TiffCopy:
         return TiffCopy(self)

@@ -53,8 +53,10 @@ class NpySink(Sink):
         arr = handles.process_handle(
             (self.staging, 0), lambda p: np.lib.format.open_memmap(p, mode="r+"))
         arr[box.slices] = data
-        # msync: the kernel writes only the dirty pages of the map, this tile's.
-        arr.flush()
+
+    def sync(self, box: Box) -> None:
+        # The map is shared: fsync writes its dirty pages, whichever process dirtied them.
+        fsync(self.staging)
 
     def close(self) -> None:
         for arr in handles.forget(self.staging):

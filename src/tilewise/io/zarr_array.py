@@ -2,8 +2,8 @@
 
 Zarr is the format for parallel output: each tile covers whole chunks, so workers write their
 tiles directly, from any thread or process, without a lock. Metadata lives in the attributes
-and axis names in `dimension_names`. A tile's chunk files are fsynced before `write` returns,
-so that the journal never records a tile that a crash could still lose. GeoTIFF output is
+and axis names in `dimension_names`. A tile's chunk files are fsynced (`sync`) before the
+journal records it, so that it never records a tile that a crash could still lose. GeoTIFF output is
 staged in a Zarr array too (see `geotiff`).
 """
 
@@ -80,7 +80,10 @@ class ZarrSink(Sink):
                      metadata.to_attrs(self.meta), fill)
 
     def write(self, box: Box, data: np.ndarray) -> None:
-        write_durably(self.staging, box, data)
+        write_chunks(self.staging, box, data)
+
+    def sync(self, box: Box) -> None:
+        sync_chunks(self.staging, box)
 
     def close(self) -> None:
         handles.forget(self.staging)
@@ -99,10 +102,15 @@ def create_store(path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dty
     fsync(os.path.dirname(path))
 
 
-def write_durably(path: str, box: Box, data: np.ndarray) -> None:
-    """Write `data` at `box` of the Zarr array at `path`, then fsync the chunks it touched."""
+def write_chunks(path: str, box: Box, data: np.ndarray) -> None:
+    """Write `data` at `box` of the Zarr array at `path` (whole chunks, by the tiling)."""
     arr = handles.process_handle((path, 0), lambda p: zarr.open_array(p, mode="r+"))
     arr[box.slices] = data
+
+
+def sync_chunks(path: str, box: Box) -> None:
+    """fsync the chunk files under `box` of the Zarr array at `path`, and their folders."""
+    arr = handles.process_handle((path, 0), lambda p: zarr.open_array(p, mode="r+"))
     folders = set()
     ranges = [range(a // c, -(-b // c)) for a, b, c in zip(box.start, box.stop, arr.chunks)]
     for coords in itertools.product(*ranges):
