@@ -33,8 +33,10 @@ def _band_list(text: str) -> tuple[int, ...]:
 
 def info(path: str) -> list[str]:
     """What `tilewise info` prints about one image, line by line."""
+    import rasterio
+
     from . import open as open_image
-    from .io.geotiff import GeoTIFFSource, open_dataset
+    from .io.geotiff import GeoTIFFSource
 
     image = open_image(path)
     meta = image.meta
@@ -53,7 +55,7 @@ def info(path: str) -> list[str]:
     lines.append(f"on disk    {format_bytes(_size_on_disk(path))}")
     source = image.node.source
     if isinstance(source, GeoTIFFSource):
-        with open_dataset(source.path) as ds:
+        with rasterio.open(source.path) as ds:
             factors = ds.overviews(1)
         lines.append(f"overviews  {', '.join(f'1/{f}' for f in factors) or 'none'}")
     return lines

@@ -19,8 +19,10 @@ from .errors import ParameterError
 def sample(path: str, max_size: int = 1024) -> tuple[np.ndarray, float | None]:
     """The image at `path` shrunk so that its longest side is at most `max_size`, as
     (bands, rows, cols) float64 with nodata as NaN, and the nodata value."""
+    import rasterio
+
     from . import open as open_image
-    from .io.geotiff import GeoTIFFSource, open_dataset
+    from .io.geotiff import GeoTIFFSource
 
     if max_size < 2:
         raise ParameterError(f"max_size={max_size} must be at least 2")
@@ -33,7 +35,7 @@ def sample(path: str, max_size: int = 1024) -> tuple[np.ndarray, float | None]:
     if isinstance(source, GeoTIFFSource):
         from rasterio.enums import Resampling
 
-        with open_dataset(source.path) as ds:
+        with rasterio.open(source.path) as ds:
             data = ds.read(out_shape=(ds.count, *out), resampling=Resampling.average,
                            masked=False)
     else:

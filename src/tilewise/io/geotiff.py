@@ -43,11 +43,11 @@ CREATION_OPTIONS = {"compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer"}
 STAGING_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
 
-def open_dataset(path: str, mode: str = "r", **profile: Any) -> Any:
-    """`rasterio.open`, quiet about files without georeference (microscopy TIFFs have none)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(path, mode, **profile)
+# Microscopy TIFFs have no georeference, which is no cause for a warning per file. A filter
+# installed once: `warnings.catch_warnings` around each open is not thread-safe, and readers
+# open files in worker threads.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +56,7 @@ class GeoTIFFSource(BlockedSource):
     @classmethod
     def open(cls, path: str) -> GeoTIFFSource:
         try:
-            with open_dataset(path) as ds:
+            with rasterio.open(path) as ds:
                 count, height, width = ds.count, ds.height, ds.width
                 by, bx = ds.block_shapes[0]
                 dtype = np.dtype(ds.dtypes[0])
@@ -75,7 +75,7 @@ class GeoTIFFSource(BlockedSource):
         return cls((count, height, width), dtype, ("c", "y", "x"), (count, by, bx), meta, path)
 
     def read_window(self, box: Box) -> np.ndarray:
-        ds = handles.thread_handle(handles.version(self.path), open_dataset)
+        ds = handles.thread_handle(handles.version(self.path), rasterio.open)
         rows, cols = box.slices[-2:]
         window = Window.from_slices(rows, cols)
         if len(self.shape) == 2:
@@ -132,7 +132,7 @@ class GeoTIFFSink(Sink):
         target = os.path.join(self.staging, os.path.basename(self.path))
         staged = zarr.open_array(self.staging, mode="r")
         profile = self._profile()
-        with open_dataset(target, "w", **profile) as ds:
+        with rasterio.open(target, "w", **profile) as ds:
             names = self.meta.get("band_names")
             if names is not None and len(names) == profile["count"]:
                 for i, name in enumerate(names, start=1):
