@@ -308,3 +308,20 @@ def test_transient_read_and_write_errors_are_retried(tmp_path, monkeypatch):
     failures["read"] = 10  # more than the attempts allowed: a clear error naming the file
     with pytest.raises(tw.InputError, match=r"input .*in\.npy cannot be read at .*OSError"):
         tw.save(image, tmp_path / "p.zarr", tile=20, executor="serial")
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(tmp_path):
+    dem = data_path("dem", "srtm90.tif")
+    pipeline, _ = setup_run(tmp_path / "twice", dem, "threads")
+    first = launch(pipeline)
+    relief_journal = pipeline.parent / "out" / "relief.zarr.journal"
+    while len(recorded(relief_journal)) < 3 and first.poll() is None:
+        time.sleep(0.01)
+    second = subprocess.run([sys.executable, "-m", "tilewise.cli", "run", str(pipeline)],
+                            cwd=pipeline.parent, capture_output=True, text=True)
+    assert second.returncode == 2
+    assert second.stderr.strip() == (f"tilewise: output {pipeline.parent}/out/relief.zarr is "
+                                     "being written by another tilewise run right now; wait "
+                                     "for it or stop it")
+    assert first.wait(300) == 0, first.stderr.read()
+    assert journal.read(str(relief_journal)).complete

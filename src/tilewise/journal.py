@@ -21,6 +21,7 @@ A resumed run must match it; `differences` says in words what changed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import inspect
 import json
@@ -99,20 +100,33 @@ def read(path: str) -> Record | None:
 
 
 class Journal:
-    """A journal open for appending, for one run."""
+    """A journal held by one run: locked first, so that two runs never write one output."""
 
-    def __init__(self, path: str, fingerprint: dict[str, Any], tile: tuple[int, ...],
-                 tiles: int, fresh: bool, runs: int) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        if not fresh:
-            _drop_torn_tail(path)
-        self.file = open(path, "w" if fresh else "a", encoding="utf-8")  # noqa: SIM115
+        self.file = open(path, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise OutputError(f"output {path.removesuffix('.journal')} is being written by "
+                              "another tilewise run right now; wait for it or stop it") from None
+        self.synced = time.monotonic()
+
+    def start(self, fingerprint: dict[str, Any], tile: tuple[int, ...], tiles: int,
+              fresh: bool, runs: int) -> None:
+        """Begin a run: a new header if `fresh`, else go on after the last whole line."""
+        self.file.seek(0)
+        text = self.file.read()
         if fresh:
+            self.file.truncate(0)
             header = {"tilewise": VERSION, "fingerprint": fingerprint, "tile": list(tile),
                       "tiles": tiles}
             self.file.write(json.dumps(header) + "\n")
             self._sync()
-            fsync(os.path.dirname(os.path.abspath(path)))
+            fsync(os.path.dirname(os.path.abspath(self.path)))
+        elif text and not text.endswith("\n"):  # a line torn by a crash or a full disk
+            self.file.truncate(text.rfind("\n") + 1)  # JSON lines are ASCII: chars are bytes
         self.file.write(json.dumps({"run": runs + 1, "started": time.time()}) + "\n")
         self._sync()
 
@@ -138,14 +152,6 @@ class Journal:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.synced = time.monotonic()
-
-
-def _drop_torn_tail(path: str) -> None:
-    """Cut a last line that a crash (or a full disk) left without its newline."""
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
 
 
 def fingerprint(output: Image, sink: Sink, tile: tuple[int, ...]) -> dict[str, Any]:

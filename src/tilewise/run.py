@@ -290,7 +290,7 @@ def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool,
             raise ParameterError(f"output {path} is named twice")
         seen.add(real)
         if os.path.lexists(path) and not overwrite and \
-                not os.path.exists(journal.path_of(path)):
+                journal.read(journal.path_of(path)) is None:
             raise OutputExistsError(f"output {path} exists; pass overwrite=True to replace it")
         folder = os.path.dirname(path)
         if planning:
@@ -395,23 +395,36 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
              on_error: str = "stop") -> Report:
     """Run the tiles no earlier run finished, journal each, then move outputs into place."""
     started = time.perf_counter()
+    journals: dict[int, journal.Journal] = {}
+    try:
+        for i, sink in enumerate(sinks):
+            if sink.resumable:  # locked before anything is decided or touched
+                journals[i] = journal.Journal(journal.path_of(sink.path))
+        return _write(pipeline, sinks, plan, runner, budget, overwrite, progress, on_error,
+                      journals, started)
+    finally:
+        for log in journals.values():
+            log.close()
+
+
+def _write(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Executor,
+           budget: int, overwrite: bool,
+           progress: bool | str | Callable[[Progress], None] | None, on_error: str,
+           journals: dict[int, journal.Journal], started: float) -> Report:
     grid = plan.grid
     prints = [journal.fingerprint(img, sink, grid.tile) if sink.resumable else {}
               for img, sink in zip(pipeline.outputs, sinks)]
     states = [journal.state(sink, fp, len(grid), overwrite) if sink.resumable
               else journal.State("fresh", np.zeros(len(grid), bool))
               for sink, fp in zip(sinks, prints)]
-    for sink, st in zip(sinks, states):
+    for i, st in enumerate(states):
         if st.action == "done" and not st.complete:  # moved into place, then killed
-            log = journal.Journal(journal.path_of(sink.path), {}, grid.tile, len(grid),
-                                  False, st.runs)
-            log.complete()
-            log.close()
+            journals[i].start(prints[i], grid.tile, len(grid), False, st.runs)
+            journals[i].complete()
     active = [i for i, st in enumerate(states) if st.action != "done"]
     todo = np.zeros(len(grid), bool)
     for i in active:
         todo |= ~states[i].done
-    journals: dict[int, journal.Journal] = {}
     failures: list[str] = []
 
     def write(job: Job, result: tuple[np.ndarray | None, ...] | Failed) -> None:
@@ -432,8 +445,7 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
                 sink.abort()
                 sink.create()
             if sink.resumable:
-                journals[i] = journal.Journal(journal.path_of(sink.path), prints[i], grid.tile,
-                                              len(grid), st.action == "fresh", st.runs)
+                journals[i].start(prints[i], grid.tile, len(grid), st.action == "fresh", st.runs)
             finisher = sink.finisher()
             if finisher is not None:
                 finishers[i] = finisher
@@ -472,9 +484,6 @@ def _execute(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Exec
             if not sinks[i].resumable:
                 sinks[i].abort()
         raise
-    finally:
-        for log in journals.values():
-            log.close()
     return Report(int(todo.sum()), dict(zip(pipeline.outputs[0].axes, grid.tile)), runner.name,
                   runner.workers, budget, time.perf_counter() - started,
                   resumed=len(grid) - int(todo.sum()))
