@@ -27,7 +27,7 @@ import inspect
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,16 @@ class Record:
     @property
     def count(self) -> int:
         return int(self.done.sum())
+
+
+def header(path: str) -> dict[str, Any] | None:
+    """The first line of the journal at `path`, if it is whole, without reading the rest."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline()
+        return json.loads(line) if line.endswith("\n") else None
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def read(path: str) -> Record | None:
@@ -154,10 +164,24 @@ class Journal:
         self.synced = time.monotonic()
 
 
-def fingerprint(output: Image, sink: Sink, tile: tuple[int, ...]) -> dict[str, Any]:
+def fingerprints(pipeline: Pipeline, sinks: Sequence[Sink], tile: tuple[int, ...]
+                 ) -> list[dict[str, Any]]:
+    """The fingerprint of each output of `pipeline`; a node (an input file) is checked once."""
+    memo: dict[int, dict[str, Any]] = {}
+    return [fingerprint(img, sink, tile, memo) if sink.resumable else {}
+            for img, sink in zip(pipeline.outputs, sinks)]
+
+
+def fingerprint(output: Image, sink: Sink, tile: tuple[int, ...],
+                memo: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """What produced `output`: its nodes, the tile grid, the output format."""
+    memo = {} if memo is None else memo
+    nodes = Pipeline.of([output]).nodes
+    for node in nodes:
+        if id(node) not in memo:
+            memo[id(node)] = _node(node)
     return {
-        "nodes": [_node(n) for n in Pipeline.of([output]).nodes],
+        "nodes": [memo[id(n)] for n in nodes],
         "grid": {"shape": list(output.shape), "tile": list(tile)},
         "output": {"format": type(sink).__name__, "dtype": str(sink.dtype),
                    "axes": list(sink.axes), "chunks": list(sink.chunks)},

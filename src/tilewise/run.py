@@ -290,7 +290,7 @@ def _check_outputs(pipeline: Pipeline, outs: list[str], overwrite: bool,
             raise ParameterError(f"output {path} is named twice")
         seen.add(real)
         if os.path.lexists(path) and not overwrite and \
-                journal.read(journal.path_of(path)) is None:
+                journal.header(journal.path_of(path)) is None:
             raise OutputExistsError(f"output {path} exists; pass overwrite=True to replace it")
         folder = os.path.dirname(path)
         if planning:
@@ -307,9 +307,9 @@ def _journaled_tile(outs: Sequence[str], shape: tuple[int, ...]) -> tuple[int, .
     (The planner's choice could differ by a unit between runs, as the probe's measurement may.)
     """
     for path in outs:
-        record = journal.read(journal.path_of(path))
-        if record is not None and len(record.tile) == len(shape):
-            return record.tile
+        head = journal.header(journal.path_of(path))
+        if head is not None and len(head.get("tile", ())) == len(shape):
+            return tuple(head["tile"])
     return None
 
 
@@ -412,8 +412,7 @@ def _write(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, runner: Execut
            progress: bool | str | Callable[[Progress], None] | None, on_error: str,
            journals: dict[int, journal.Journal], started: float) -> Report:
     grid = plan.grid
-    prints = [journal.fingerprint(img, sink, grid.tile) if sink.resumable else {}
-              for img, sink in zip(pipeline.outputs, sinks)]
+    prints = journal.fingerprints(pipeline, sinks, grid.tile)
     states = [journal.state(sink, fp, len(grid), overwrite) if sink.resumable
               else journal.State("fresh", np.zeros(len(grid), bool))
               for sink, fp in zip(sinks, prints)]
