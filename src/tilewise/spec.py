@@ -134,7 +134,9 @@ class _Document:
             line = self.lines.get(probe)
             probe = probe[:-1]
         where = f"{self.path} line {line}" if line else self.path
-        return cls(f"{where}: {dotted(keys) or 'the file'}: {message}")
+        located = cls(f"{where}: {dotted(keys) or 'the file'}: {message}")
+        located.located = True  # type: ignore[attr-defined]
+        return located
 
     def mapping(self, value: Any, keys: KeyPath, allowed: tuple[str, ...] | None = None
                 ) -> dict[str, Any]:
@@ -249,7 +251,7 @@ class _Document:
             else:
                 image = self._function(spec, keys, name, images, params)
         except TilewiseError as exc:
-            if str(exc).startswith(self.path):
+            if getattr(exc, "located", False):  # already names its key path and line
                 raise
             raise self.error(keys, str(exc), type(exc)) from None
         self.images[name] = image
