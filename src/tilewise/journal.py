@@ -38,6 +38,7 @@ from .graph import Image, OpNode, SliceNode, SourceNode
 from .io import Sink
 from .io.base import fsync
 from .pipeline import Pipeline
+from .regions import Box
 
 VERSION = 1
 #: Bytes hashed at each end of an input file as a cheap content check.
@@ -208,7 +209,8 @@ def _node(node: Any) -> dict[str, Any]:
     if isinstance(node, SourceNode):
         source = node.source
         if source.path is None:
-            return {"source": "array", "content": _array_hash(source.read(_whole(source)))}
+            whole = source.read(Box.of_shape(source.shape))
+            return {"source": "array", "content": _array_hash(whole)}
         return {"source": source.path, **_file_check(source.path)}
     if isinstance(node, OpNode):
         func = node.op.func
@@ -219,12 +221,6 @@ def _node(node: Any) -> dict[str, Any]:
         return {"slice": list(node.starts), "shape": list(node.shape),
                 "dropped": list(node.dropped)}
     return {"node": type(node).__name__}
-
-
-def _whole(source: Any) -> Any:
-    from .regions import Box
-
-    return Box.of_shape(source.shape)
 
 
 def _file_check(path: str) -> dict[str, Any]:

@@ -17,7 +17,15 @@ from ..axes import count
 from ..errors import ParameterError
 from ..graph import Image
 from ..ops import Op
-from .kernels import Mode, as_float, check_mode, float_dtype, nodata_of, spatial_axes
+from .kernels import (
+    Mode,
+    as_float,
+    check_mode,
+    float_dtype,
+    nodata_of,
+    number,
+    spatial_axes,
+)
 from .registry import builtin
 
 
@@ -84,12 +92,10 @@ def mean(image: Image, *, size: int, mode: Mode = "nearest") -> Image:
 def gaussian(image: Image, *, sigma: float, truncate: float = 4.0,
              mode: Mode = "nearest") -> Image:
     """Gaussian blur (scipy.ndimage.gaussian_filter) with standard deviation sigma pixels."""
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
-        raise ParameterError(f"sigma of op 'gaussian' must be a positive number, not {sigma!r}")
-    if not isinstance(truncate, (int, float)) or not truncate > 0:
-        raise ParameterError(f"truncate of op 'gaussian' must be positive, not {truncate!r}")
+    sigma = number(sigma, "sigma", "gaussian", positive=True)
+    truncate = number(truncate, "truncate", "gaussian", positive=True)
     return _float_op(_gaussian, image, "gaussian", int(truncate * sigma + 0.5), mode,
-                     sigma=float(sigma), truncate=float(truncate))
+                     sigma=sigma, truncate=truncate)
 
 
 def _rank_op(which: str, image: Image, size: int, mode: str) -> Image:

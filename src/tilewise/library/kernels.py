@@ -39,6 +39,15 @@ def as_float(a: np.ndarray, nodata: float | None, dtype: Any) -> np.ndarray:
     return out
 
 
+def number(value: Any, key: str, name: str, positive: bool = False) -> float:
+    """`value` as a float, or a ParameterError naming parameter `key` of op `name`."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or (positive and not value > 0):
+        kind = "a positive number" if positive else "a number"
+        raise ParameterError(f"{key} of op {name!r} must be {kind}, not {value!r}")
+    return float(value)
+
+
 def check_mode(mode: str, margin: int, image: Image, axes: tuple[int, ...], name: str) -> None:
     if mode not in Mode.__args__:
         raise ParameterError(f"mode={mode!r} of op {name!r} must be one of {Mode.__args__}")

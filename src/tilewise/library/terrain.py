@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..graph import Image
 from ..ops import Op
-from .kernels import as_float, nodata_of
+from .kernels import as_float, nodata_of, number
 from .registry import builtin
 
 #: Metres per degree of latitude (and of longitude at the equator), WGS 84 mean.
@@ -71,10 +71,9 @@ def _terrain(func, dem: Image, name: str, z_factor: float, dtype: str, nodata: f
         raise ParameterError(f"op {name!r} needs a DEM with axes ('y', 'x'), not {dem.axes}")
     if min(dem.shape) < 2:
         raise ParameterError(f"op {name!r} needs a DEM at least 2 x 2 pixels, not {dem.shape}")
-    if isinstance(z_factor, bool) or not isinstance(z_factor, (int, float)):
-        raise ParameterError(f"z_factor of op {name!r} must be a number, not {z_factor!r}")
     return Op(func, margin=1, dtype=dtype, meta={"nodata": nodata}, name=name)(
-        dem, nodata=nodata_of(dem), res=pixel_size(dem), z_factor=float(z_factor), **params)
+        dem, nodata=nodata_of(dem), res=pixel_size(dem),
+        z_factor=number(z_factor, "z_factor", name), **params)
 
 
 @builtin(halo="1")
@@ -96,8 +95,6 @@ def aspect(dem: Image, *, z_factor: float = 1.0) -> Image:
 def hillshade(dem: Image, *, azimuth: float = 315.0, altitude: float = 45.0,
               z_factor: float = 1.0) -> Image:
     """Shaded relief lit from azimuth/altitude degrees; uint8 1-255, 0 at nodata."""
-    for key, value in (("azimuth", azimuth), ("altitude", altitude)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParameterError(f"{key} of op 'hillshade' must be a number, not {value!r}")
     return _terrain(_hillshade, dem, "hillshade", z_factor, "uint8", 0.0,
-                    azimuth=float(azimuth), altitude=float(altitude))
+                    azimuth=number(azimuth, "azimuth", "hillshade"),
+                    altitude=number(altitude, "altitude", "hillshade"))
