@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ParameterError
-from .base import Executor
+from .base import Capabilities, Executor, WorkerLost, check_picklable
 from .processes import ProcessExecutor
 from .serial import SerialExecutor
 from .threads import ThreadExecutor
@@ -13,10 +13,15 @@ EXECUTORS: dict[str, type[Executor]] = {
 }
 DEFAULT = "threads"
 
-__all__ = ["DEFAULT", "EXECUTORS", "Executor", "get_executor"]
+__all__ = ["DEFAULT", "EXECUTORS", "Capabilities", "Executor", "WorkerLost", "check_picklable",
+           "get_executor"]
 
 
-def get_executor(name: str | None, workers: int) -> Executor:
+def get_executor(name: str | Executor | None, workers: int | None) -> Executor:
+    if isinstance(name, Executor):
+        return name
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ParameterError(f"workers={workers!r} must be a positive integer")
     name = DEFAULT if name is None else name
     if name not in EXECUTORS:
         raise ParameterError(

@@ -12,13 +12,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import Executor as PoolExecutor
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    pickles_work: bool = False
+    process_per_worker: bool = False
+    copies_results: bool = False
+    shared_memory_inputs: bool = False
+    retries_lost_workers: bool = False
 
 
 class Executor(ABC):
     name: str = ""
-    #: Whether each worker is a process of its own (with its own interpreter and caches).
-    separate_processes: bool = False
+    capabilities: Capabilities = Capabilities()
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -27,6 +36,20 @@ class Executor(ABC):
     def run(self, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int
             ) -> Iterator[tuple[Any, Any]]:
         """Yield `(job, work(job))` for every job, in completion order."""
+
+
+class WorkerLost(Exception):
+    """A worker died; `jobs` were in flight on the executor and got no result."""
+
+    def __init__(self, executor: str, jobs: tuple[Any, ...], detail: str) -> None:
+        super().__init__(f"{executor}: {detail}")
+        self.executor, self.jobs, self.detail = executor, jobs, detail
+
+
+def check_picklable(obj: Any) -> None:
+    import cloudpickle
+
+    cloudpickle.dumps(obj)
 
 
 def run_bounded(pool: PoolExecutor, call: Callable[[Any], Any], jobs: Iterable[Any],

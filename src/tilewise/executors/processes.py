@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from .base import Executor, run_bounded
+import cloudpickle
+
+from .base import Capabilities, Executor, run_bounded
 
 _installed: Callable[[Any], Any] | None = None
 #: prctl option: the signal a process receives when its parent dies (linux/prctl.h).
@@ -51,11 +53,11 @@ def _call(job: Any) -> Any:
 
 class ProcessExecutor(Executor):
     name = "processes"
-    separate_processes = True
+    capabilities = Capabilities(True, True, True, True, False)
 
     def run(self, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int
             ) -> Iterator[tuple[Any, Any]]:
-        payload = pickle.dumps(work, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = cloudpickle.dumps(work, protocol=pickle.HIGHEST_PROTOCOL)
         pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_install, initargs=(payload, list(warnings.filters)))
