@@ -68,3 +68,34 @@ def wrong_shape(a):
 @tw.op(margin=0, dtype="float64")
 def all_nan_mean(a):
     return np.nanmean(np.where(a > -1e30, np.nan, a), axis=0, keepdims=True).repeat(a.shape[0], 0)
+
+
+def block_sum(a):
+    """Sum of 3 x 2 blocks; a partial block at the end is dropped (the op's shape says so)."""
+    h, w = a.shape[0] // 3 * 3, a.shape[1] // 2 * 2
+    return a[:h, :w].reshape(h // 3, 3, w // 2, 2).sum(axis=(1, 3))
+
+
+def upsample(a):
+    """Nearest-neighbour 2x upsampling."""
+    return np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)
+
+
+rebin = tw.op(block_sum, factor={"y": 3, "x": 2}, dtype="float64",
+              shape=lambda s: (s["y"] // 3, s["x"] // 2))
+double = tw.op(upsample, factor=(1, 2))
+
+
+def flip_rows(a):
+    return a[::-1]
+
+
+def flipped_rows(shape):
+    """A footprint that is not per axis in the planner's sense: output row o reads row n-1-o."""
+    n = shape[0]
+
+    def footprint(region):
+        return tw.regions.Box((n - region.stop[0], region.start[1]),
+                              (n - region.start[0], region.stop[1]))
+
+    return footprint

@@ -4,6 +4,7 @@ names the file, parameter or tile at fault (ENOSPC is in test_resume: it must al
 import os
 import shutil
 import subprocess
+import threading
 
 import numpy as np
 import pytest
@@ -14,6 +15,17 @@ import tilewise as tw
 
 def ones(*shape):
     return tw.open(np.ones(shape, "float32"))
+
+
+def holding_a_lock():
+    """A function that cannot reach another process: it closes over a lock."""
+    lock = threading.Lock()
+
+    def locked(a):
+        with lock:
+            return a
+
+    return locked
 
 
 def truncated_geotiff(tmp_path):
@@ -74,7 +86,7 @@ CATALOGUE = {
         lambda p: tw.save(ones(512, 512), p / "a.zarr", memory="1MiB"), tw.BudgetError,
         "more than the memory budget 1.00 MiB; raise memory or lower workers"),
     "unpicklable function for processes": (
-        lambda p: tw.save(tw.map(lambda a: a, ones(4, 4), name="inline"), p / "a.npy",
+        lambda p: tw.save(tw.map(holding_a_lock(), ones(4, 4), name="inline"), p / "a.npy",
                           executor="processes"),
         tw.UnpicklableFunctionError, "the function of op 'inline' cannot be sent"),
     "output path equal to an input": (

@@ -143,7 +143,8 @@ def test_impossible_budget_fails_before_any_work(tmp_path):
 
 def test_tile_override_that_does_not_fit_is_refused(tmp_path):
     img = tw.map(np.negative, tw.open(np.zeros((2048, 2048), "float32")))
-    with pytest.raises(tw.BudgetError, match=r"tile \{'y': 2048, 'x': 2048\} needs about"):
+    with pytest.raises(tw.BudgetError,
+                       match=r"tile \{'y': 2048, 'x': 2048\} \(from tile=\) needs about"):
         tw.save(img, tmp_path / "x.npy", tile=2048, memory="20MiB", workers=2)
 
 
@@ -191,10 +192,29 @@ def test_probe_sees_temporaries():
 
 
 def test_unpicklable_function_is_named_for_processes(tmp_path):
-    with pytest.raises(tw.UnpicklableFunctionError, match="op '<lambda>'"):
-        tw.save(tw.map(lambda a: a, tw.open(np.zeros((4, 4)))), tmp_path / "x.npy",
+    lock = threading.Lock()
+
+    def locked(a):
+        with lock:
+            return a
+
+    with pytest.raises(tw.UnpicklableFunctionError, match=r"op 'locked'.*cannot be sent"):
+        tw.save(tw.map(locked, tw.open(np.zeros((4, 4)))), tmp_path / "x.npy",
                 executor="processes")
     assert os.listdir(tmp_path) == []
+
+
+def test_lambdas_and_local_functions_run_in_processes():
+    """Work reaches worker processes by cloudpickle, as it would reach dask workers."""
+    offset = 3.0
+
+    def shifted(a):
+        return a + offset
+
+    a = np.arange(40.0).reshape(5, 8)
+    img = tw.map(lambda x: x * 2, tw.map(shifted, tw.open(a)))
+    np.testing.assert_array_equal(img.compute(executor="processes", workers=2, tile=4),
+                                  (a + offset) * 2)
 
 
 def test_in_memory_input_reaches_processes_through_shared_memory(tmp_path):

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from dask.utils import format_bytes
 
-from .errors import TileError, TilewiseError
+from .errors import OutputError, RunFailure, TilewiseError
+from .executors import EXECUTORS
 
 
 def _size_on_disk(path: str) -> int:
@@ -108,18 +109,38 @@ def _tile(text: str) -> int | dict[str, int]:
 RESUME = "finished tiles are kept; run the same command again to resume"
 
 
+def hint(exc: RunFailure) -> str:
+    """What is true after a failed run: whether anything is kept, and what a re-run does."""
+    if exc.kept is None:
+        return "nothing was written; fix the cause and run again"
+    return (f"{exc.kept} finished tile(s) are kept: run the same command again to resume; if "
+            "you change the pipeline to fix this, add --overwrite to start over")
+
+
 def run(args: argparse.Namespace) -> int:
     from . import spec as pipeline_file
     from .run import save
+    from .run.options import Options
 
     spec = pipeline_file.load(args.pipeline)
+    options = _options(spec.options, args)
+    Options.of(**options)  # a bad option is refused before any folder is made
     for path in spec.paths:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"the folder of output {path} cannot be made: "
+                              f"{exc.strerror or exc}") from None
     progress = False if args.quiet else (True if sys.stderr.isatty() else "log")
     try:
         report = save(list(spec.images), spec.paths, overwrite=args.overwrite,
-                      progress=progress, **_options(spec.options, args))
-    except (TileError, OSError) as exc:
+                      progress=progress, **options)
+    except RunFailure as exc:
+        print(f"tilewise: run failed: {exc} ({hint(exc)})", file=sys.stderr)
+        return 1
+    except TilewiseError:
+        raise
+    except OSError as exc:
         print(f"tilewise: run failed: {exc} ({RESUME})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -158,7 +179,7 @@ def plan(args: argparse.Namespace) -> int:
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", help="the pipeline file (YAML)")
-    parser.add_argument("--executor", choices=("serial", "threads", "processes"), default=None)
+    parser.add_argument("--executor", choices=sorted(EXECUTORS), default=None)
     parser.add_argument("--workers", type=int, default=None, help="default: the CPU count")
     parser.add_argument("--memory", default=None,
                         help="memory budget such as 2GiB (default: half of what is free)")

@@ -1,31 +1,47 @@
 """Images and the nodes that produce them, and region propagation through them.
 
 An `Image` is a lazy handle: one output of one node. Nodes are sources (a file or an array),
-ops (N inputs to M outputs with a margin per axis) and slices. Asking a node for a region of its
-output tells it which region of each input it needs (`input_regions`); walking that backwards
-through the graph is how halos add up along a chain without anybody computing them by hand.
+ops (N inputs to M outputs) and slices. Asking a node for a region of its output tells it which
+region of each input it needs (`input_regions`); walking that backwards through the graph is
+how halos add up along a chain without anybody computing them by hand. Most nodes say this per
+axis with `AxisMap`s (`maps`), which planning uses to reason about whole grids at once; a node
+may instead compute input regions any way it likes (reprojection), with `maps` None.
+
+Each node describes itself for the resume journal (`fingerprint`): a new node type cannot
+exist without saying what makes two of its instances compute different pixels.
+
+The core never imports the driver: `Image.compute` calls the function the driver installs in
+`DRIVER` when `tilewise` is imported.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from . import fingerprints
 from . import meta as metadata
 from .errors import InputError, ParameterError, TileError
 from .io import Source
 from .io.retry import retrying
-from .regions import Box
+from .regions import AxisMap, Box
 
+#: The driver's entry points (`compute`, `evaluate`), installed by `tilewise.run`.
+DRIVER: dict[str, Callable[..., Any]] = {}
 
 @dataclass(frozen=True)
 class TileInfo:
     """Where an op is being run: passed to op functions that take a `tile` keyword.
 
+    `region` is the part of the output this tile keeps, `window` the input window the function
+    receives (the region grown by the op's halo and mapped to the input grid), and
+    `output_window` the output the function must return (the region itself for ops that
+    resample; the input window's extent for local ops, of which tilewise keeps `region`).
     Before a run, tilewise measures the pipeline's memory on one probe tile: its results are
     thrown away, `probe` is True and `index` is all zeros.
     """
@@ -36,43 +52,67 @@ class TileInfo:
     axes: tuple[str, ...]
     shape: tuple[int, ...]
     probe: bool = False
+    output_window: Box | None = None
 
     @property
     def at_border(self) -> dict[str, tuple[bool, bool]]:
-        """Per axis, whether the window touches the image's start and end."""
+        """Per input axis, whether the window touches the image's start and end."""
         return {a: (s == 0, e == n) for a, s, e, n in
-                zip(self.axes, self.window.start, self.window.stop, self.shape)}
+                zip(self.axes, self.window.start, self.window.stop, self.shape, strict=True)}
 
 
 @dataclass(frozen=True, eq=False)
-class Node:
+class Node(ABC):
     inputs: tuple[Image, ...]
 
     @property
     def n_outputs(self) -> int:
         return 1
 
+    @abstractmethod
     def grid(self, index: int) -> tuple[tuple[int, ...], tuple[str, ...]]:
         """Shape and axes of output `index`."""
-        raise NotImplementedError
 
-    def dtype(self, index: int) -> np.dtype:
-        raise NotImplementedError
+    @abstractmethod
+    def dtype(self, index: int) -> np.dtype: ...
 
-    def blocks(self, index: int) -> tuple[int, ...]:
-        raise NotImplementedError
+    @abstractmethod
+    def blocks(self, index: int) -> tuple[int, ...]: ...
 
-    def meta(self, index: int) -> Mapping[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def meta(self, index: int) -> Mapping[str, Any]: ...
 
-    def input_regions(self, region: Box) -> tuple[Box, ...]:
-        """The region of each input needed to compute `region` of the outputs exactly."""
-        raise NotImplementedError
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """What makes this node compute the pixels it computes, as JSON-able data with
+        `kind` and `label` (see `fingerprints`); the journal compares it across runs."""
 
+    def maps(self, index: int) -> tuple[AxisMap, ...] | None:
+        """How each axis of input `index` follows the outputs; None if not per axis."""
+        return ()
+
+    def input_regions(self, region: Box, halo: bool = True) -> tuple[Box, ...]:
+        """The region of each input needed to compute `region` of the outputs exactly
+        (`halo=False`: the part of it that maps onto `region` itself, without margins)."""
+        boxes = []
+        for i, inp in enumerate(self.inputs):
+            maps = self.maps(i)
+            assert maps is not None, f"{type(self).__name__} must override input_regions"
+            start, stop = [], []
+            for m, n in zip(maps, inp.shape, strict=True):
+                m = m if halo or not m.margin else AxisMap(m.axis, m.num, m.den, 0, m.offset,
+                                                           m.span)
+                a, b = (m.needs(0, 0, n) if m.axis is None
+                        else m.needs(region.start[m.axis], region.stop[m.axis], n))
+                start.append(a)
+                stop.append(b)
+            boxes.append(Box(tuple(start), tuple(stop)))
+        return tuple(boxes)
+
+    @abstractmethod
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
                  index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
         """The outputs on `region`, from the inputs cut to `input_regions(region)`."""
-        raise NotImplementedError
 
     @property
     def label(self) -> str:
@@ -95,8 +135,8 @@ class SourceNode(Node):
     def meta(self, index: int) -> Mapping[str, Any]:
         return self.source.meta
 
-    def input_regions(self, region: Box) -> tuple[Box, ...]:
-        return ()
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "input", "label": self.label, **self.source.fingerprint()}
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
                  index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
@@ -118,71 +158,104 @@ class SourceNode(Node):
 
 @dataclass(frozen=True, eq=False)
 class OpNode(Node):
-    """A local op: output region R needs each input on R grown by `margin`, clipped.
+    """An op: output region R needs each input where `links` say (R grown by the margin,
+    scaled by a rebinning factor, ...), or where `footprint(R)` says for an op that maps
+    regions by a function of its own.
 
     `op` is the user's `tilewise.Op`, kept whole so that it pickles by reference to where it
-    was defined; its `func` is what runs on the arrays.
+    was defined; its `func` is what runs on the arrays. All inputs share one grid, so one set
+    of `links` (one per input axis) serves them all; all outputs share the grid `shape`/`axes`.
     """
 
     op: Any = None
     name: str = ""
-    margin: tuple[int, ...] = ()
+    links: tuple[AxisMap, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     dtypes: tuple[np.dtype, ...] = ()
     metas: tuple[Mapping[str, Any], ...] = ()
     wants_tile: bool = False
+    shape: tuple[int, ...] = ()
+    axes: tuple[str, ...] = ()
+    block_hint: tuple[int, ...] = ()
+    footprint: Callable[[Box], Box | Sequence[Box]] | None = None
 
     @property
     def n_outputs(self) -> int:
         return len(self.dtypes)
 
     def grid(self, index: int) -> tuple[tuple[int, ...], tuple[str, ...]]:
-        return self.inputs[0].shape, self.inputs[0].axes
+        return self.shape, self.axes
 
     def dtype(self, index: int) -> np.dtype:
         return self.dtypes[index]
 
     def blocks(self, index: int) -> tuple[int, ...]:
-        return self.inputs[0].blocks
+        return self.block_hint
 
     def meta(self, index: int) -> Mapping[str, Any]:
         return self.metas[index]
 
-    def window(self, region: Box) -> Box:
-        return region.grow(self.margin).intersect(Box.of_shape(self.inputs[0].shape))
+    @property
+    def margin(self) -> tuple[int, ...]:
+        """The halo per input axis."""
+        return tuple(m.margin for m in self.links)
 
-    def input_regions(self, region: Box) -> tuple[Box, ...]:
-        window = self.window(region)
-        return tuple(window for _ in self.inputs)
+    def maps(self, index: int) -> tuple[AxisMap, ...] | None:
+        return None if self.footprint is not None else self.links
+
+    def input_regions(self, region: Box, halo: bool = True) -> tuple[Box, ...]:
+        if self.footprint is None:
+            return super().input_regions(region, halo)
+        found = self.footprint(region)
+        boxes = (found,) * len(self.inputs) if isinstance(found, Box) else tuple(found)
+        return tuple(b.intersect(Box.of_shape(i.shape))
+                     for b, i in zip(boxes, self.inputs, strict=True))
+
+    def output_window(self, region: Box, window: Box) -> Box:
+        """What the function returns when it receives input `window` (see `TileInfo`)."""
+        if self.footprint is not None:
+            return region
+        start, stop = [0] * len(self.shape), list(self.shape)
+        inputs = self.inputs[0].shape
+        for d, m in enumerate(self.links):
+            if m.axis is not None:
+                start[m.axis], stop[m.axis] = m.produces(
+                    window.start[d], window.stop[d], inputs[d], self.shape[m.axis])
+        return Box(tuple(start), tuple(stop))
+
+    def fingerprint(self) -> dict[str, Any]:
+        func = self.op.func
+        out: dict[str, Any] = {
+            "kind": "op", "label": self.name, "function": fingerprints.identity(func),
+            "code": fingerprints.code_hash(func),
+            "params": {k: fingerprints.jsonable(v) for k, v in sorted(self.params.items())},
+            "margin": list(self.margin), "dtypes": [str(d) for d in self.dtypes],
+        }
+        if any(m.num != 1 or m.den != 1 or m.axis is None for m in self.links):
+            out["maps"] = [[m.axis, m.num, m.den] for m in self.links]
+        if self.shape != self.inputs[0].shape or self.axes != self.inputs[0].axes:
+            out["grid"] = {"shape": list(self.shape), "axes": list(self.axes)}
+        if self.footprint is not None:
+            out["footprint"] = fingerprints.jsonable(self.footprint)
+        return out
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
                  index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
-        window = self.window(region)
-        kwargs = dict(self.params)
-        if self.wants_tile:
-            zeros = tuple(0 for _ in region.start)
-            kwargs["tile"] = TileInfo(zeros if index is None else index, region, window,
-                                      self.inputs[0].axes, self.inputs[0].shape, index is None)
+        window = self.input_regions(region)[0]
+        returned = self.output_window(region, window)
         which = "the probe tile" if index is None else f"tile {index}"
         where = f"op {self.name!r} on {which} (region {region}, input window {window})"
-        try:
-            with np.errstate(all="ignore"):
-                result = self.op.func(*arrays, **kwargs)
-        except Exception as exc:
-            raise TileError(f"{where} raised {type(exc).__name__}: {exc}") from exc
-        results = result if self.n_outputs > 1 else (result,)
-        if self.n_outputs > 1 and (not isinstance(result, (tuple, list))
-                                   or len(result) != self.n_outputs):
-            raise TileError(f"{where} must return {self.n_outputs} arrays, "
-                            f"got {type(result).__name__}")
-        inner = region.within(window)
+        results = self._call(arrays, region, window, returned, index, where)
+        inner = region.within(returned)
         outs = []
-        for i, (out, dtype) in enumerate(zip(results, self.dtypes)):
+        for i, (out, dtype) in enumerate(zip(results, self.dtypes, strict=True)):
             out = np.asarray(out)
             which = f" output {i}" if self.n_outputs > 1 else ""
-            if out.shape != window.shape:
+            if out.shape != returned.shape:
+                what = ("the shape of its input" if returned == window
+                        else "the shape of its output window")
                 raise TileError(f"{where} returned{which} shape {out.shape}; "
-                                f"an op must return the shape of its input {window.shape}")
+                                f"an op must return {what} {returned.shape}")
             kept = out[inner]
             if dtype.kind in "iub" and kept.dtype.kind in "fc" and not np.isfinite(kept).all():
                 raise TileError(f"{where} returned{which} NaN or infinite values, which the "
@@ -190,6 +263,26 @@ class OpNode(Node):
                                 "float dtype")
             outs.append(kept.astype(dtype, copy=False))
         return tuple(outs)
+
+    def _call(self, arrays: Sequence[np.ndarray], region: Box, window: Box, returned: Box,
+              index: tuple[int, ...] | None, where: str) -> Sequence[Any]:
+        kwargs = dict(self.params)
+        if self.wants_tile:
+            zeros = tuple(0 for _ in region.start)
+            kwargs["tile"] = TileInfo(zeros if index is None else index, region, window,
+                                      self.inputs[0].axes, self.inputs[0].shape, index is None,
+                                      returned)
+        try:
+            with np.errstate(all="ignore"):
+                result = self.op.func(*arrays, **kwargs)
+        except Exception as exc:
+            raise TileError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+        if self.n_outputs == 1:
+            return (result,)
+        if not isinstance(result, (tuple, list)) or len(result) != self.n_outputs:
+            raise TileError(f"{where} must return {self.n_outputs} arrays, "
+                            f"got {type(result).__name__}")
+        return result
 
     @property
     def label(self) -> str:
@@ -208,27 +301,34 @@ class SliceNode(Node):
     def grid(self, index: int) -> tuple[tuple[int, ...], tuple[str, ...]]:
         src = self.inputs[0]
         keep = [not d for d in self.dropped]
-        return (tuple(n for n, k in zip(self.shape, keep) if k),
-                tuple(a for a, k in zip(src.axes, keep) if k))
+        return (tuple(n for n, k in zip(self.shape, keep, strict=True) if k),
+                tuple(a for a, k in zip(src.axes, keep, strict=True) if k))
 
     def dtype(self, index: int) -> np.dtype:
         return self.inputs[0].dtype
 
     def blocks(self, index: int) -> tuple[int, ...]:
-        return tuple(b for b, d in zip(self.inputs[0].blocks, self.dropped) if not d)
+        return tuple(b for b, d in zip(self.inputs[0].blocks, self.dropped, strict=True)
+                     if not d)
 
     def meta(self, index: int) -> Mapping[str, Any]:
         src = self.inputs[0]
         return metadata.sliced(src.meta, src.axes, self.starts, self.band_index)
 
-    def input_regions(self, region: Box) -> tuple[Box, ...]:
-        it = iter(zip(region.start, region.stop))
-        start, stop = [], []
-        for s0, dropped in zip(self.starts, self.dropped):
-            a, b = (0, 1) if dropped else next(it)
-            start.append(s0 + a)
-            stop.append(s0 + b)
-        return (Box(tuple(start), tuple(stop)),)
+    def maps(self, index: int) -> tuple[AxisMap, ...]:
+        out, links = 0, []
+        for start, dropped in zip(self.starts, self.dropped, strict=True):
+            if dropped:
+                links.append(AxisMap(None, offset=start, span=1))
+            else:
+                links.append(AxisMap(out, offset=start))
+                out += 1
+        return tuple(links)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "slice", "label": "[" + ", ".join(
+                    str(s) if d else f"{s}:{s + n}"
+                    for s, n, d in zip(self.starts, self.shape, self.dropped, strict=True)) + "]"}
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
                  index: tuple[int, ...] | None) -> tuple[np.ndarray, ...]:
@@ -284,9 +384,8 @@ class Image:
     def compute(self, *, executor: str | None = None, workers: int | None = None,
                 memory: int | str | None = None, tile: Any = None) -> np.ndarray:
         """The whole image as a NumPy array; refused when it would not fit the memory budget."""
-        from .run import compute
-
-        return compute(self, executor=executor, workers=workers, memory=memory, tile=tile)
+        return DRIVER["compute"](self, executor=executor, workers=workers, memory=memory,
+                                 tile=tile)
 
 
 def _parse_key(key: Any, shape: tuple[int, ...], axes: tuple[str, ...]
@@ -302,7 +401,7 @@ def _parse_key(key: Any, shape: tuple[int, ...], axes: tuple[str, ...]
     items += [slice(None)] * (len(shape) - len(items))
     starts, sizes, dropped = [], [], []
     band: int | slice | None = None
-    for item, n, axis in zip(items, shape, axes):
+    for item, n, axis in zip(items, shape, axes, strict=True):
         if isinstance(item, slice):
             start, stop, step = item.indices(n)
             if step != 1:

@@ -12,37 +12,34 @@ crash leaves in the journal is on disk; a line torn by the crash is ignored. The
 flushed after every record (a killed process loses nothing) and fsynced at most once a second
 and at the end (a power cut loses at most a second of records, which are then redone).
 
-The fingerprint says what produced the output: every node that feeds it (op names, user
-function identity and a hash of its code, margins, parameters, dtypes; input paths with size,
-modification time and a hash of their first and last MiB), the tile grid and the output format.
-A resumed run must match it; `differences` says in words what changed.
+The fingerprint says what produced the output: every node that feeds it, as each node
+describes itself (`Node.fingerprint`: op names, user function identity and a hash of its code,
+margins, parameters, dtypes; `Source.fingerprint`: input paths with size, modification time and
+a hash of their first and last MiB), the tile grid and the output format. A resumed run must
+match it; `fingerprints.differences` says in words what changed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import inspect
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .errors import OutputError, OutputExistsError
-from .graph import Image, OpNode, SliceNode, SourceNode
+from .fingerprints import differences
+from .graph import Image
 from .io import Sink
 from .io.base import fsync
 from .pipeline import Pipeline
-from .regions import Box
 
 VERSION = 1
-#: Bytes hashed at each end of an input file as a cheap content check.
-CHECK_BYTES = 1 << 20
 #: Seconds between fsyncs of a journal.
 SYNC_EVERY = 1.0
 
@@ -169,171 +166,27 @@ def fingerprints(pipeline: Pipeline, sinks: Sequence[Sink], tile: tuple[int, ...
                  ) -> list[dict[str, Any]]:
     """The fingerprint of each output of `pipeline`; a node (an input file) is checked once."""
     memo: dict[int, dict[str, Any]] = {}
-    return [fingerprint(img, sink, tile, memo) if sink.resumable else {}
-            for img, sink in zip(pipeline.outputs, sinks)]
+    shape = list(pipeline.shape)
+    return [fingerprint(img, sink, shape, tile, memo) if sink.resumable else {}
+            for img, sink in zip(pipeline.outputs, sinks, strict=True)]
 
 
-def fingerprint(output: Image, sink: Sink, tile: tuple[int, ...],
+def fingerprint(output: Image, sink: Sink, shape: list[int], tile: tuple[int, ...],
                 memo: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """What produced `output`: its nodes, the tile grid, the output format."""
+    """What produced `output`: its nodes, the tile grid (of the driving grid `shape`), the
+    output format."""
     memo = {} if memo is None else memo
     nodes = Pipeline.of([output]).nodes
     for node in nodes:
         if id(node) not in memo:
-            memo[id(node)] = _node(node)
+            memo[id(node)] = node.fingerprint()
     return {
         "nodes": [memo[id(n)] for n in nodes],
-        "grid": {"shape": list(output.shape), "tile": list(tile)},
+        "grid": {"shape": shape, "tile": list(tile)},
         "output": {"format": type(sink).__name__, "dtype": str(sink.dtype),
-                   "axes": list(sink.axes), "chunks": list(sink.chunks)},
+                   "axes": list(sink.axes), "chunks": list(sink.chunks),
+                   "shape": list(sink.shape)},
     }
-
-
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What changed between two fingerprints, in words, most telling first."""
-    out = []
-    if old.get("grid") != new.get("grid"):
-        out.append(f"the tile grid changed from {_grid(old)} to {_grid(new)}")
-    if old.get("output") != new.get("output"):
-        out.append(f"the output changed from {_output(old)} to {_output(new)}")
-    before, after = old.get("nodes", []), new.get("nodes", [])
-    if [_name(n) for n in before] != [_name(n) for n in after]:
-        out.append(f"the steps changed from {_names(before)} to {_names(after)}")
-    else:
-        for a, b in zip(before, after):
-            out.extend(_node_changes(a, b))
-    return out or ["the fingerprint format changed"]
-
-
-def _node(node: Any) -> dict[str, Any]:
-    if isinstance(node, SourceNode):
-        source = node.source
-        if source.path is None:
-            whole = source.read(Box.of_shape(source.shape))
-            return {"source": "array", "content": _array_hash(whole)}
-        return {"source": source.path, **_file_check(source.path)}
-    if isinstance(node, OpNode):
-        func = node.op.func
-        return {"op": node.name, "function": _identity(func), "code": _code_hash(func),
-                "margin": list(node.margin), "dtypes": [str(d) for d in node.dtypes],
-                "params": {k: _jsonable(v) for k, v in sorted(node.params.items())}}
-    if isinstance(node, SliceNode):
-        return {"slice": list(node.starts), "shape": list(node.shape),
-                "dropped": list(node.dropped)}
-    return {"node": type(node).__name__}
-
-
-def _file_check(path: str) -> dict[str, Any]:
-    """Size, modification time and a hash of the ends: for a folder (Zarr), of its files."""
-    if os.path.isdir(path):
-        files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names)
-        stats = [os.stat(f) for f in files]
-        digest = hashlib.sha256()
-        for f, st in zip(files, stats):
-            digest.update(f"{os.path.relpath(f, path)}:{st.st_size}:{st.st_mtime_ns}".encode())
-        return {"size": sum(s.st_size for s in stats), "files": len(files),
-                "check": digest.hexdigest()}
-    st = os.stat(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read(CHECK_BYTES))
-        if st.st_size > 2 * CHECK_BYTES:
-            f.seek(-CHECK_BYTES, os.SEEK_END)
-        digest.update(f.read(CHECK_BYTES))
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "check": digest.hexdigest()}
-
-
-def _identity(func: Any) -> str:
-    target = getattr(func, "func", func)  # functools.partial
-    module = getattr(target, "__module__", None) or type(target).__module__
-    name = getattr(target, "__qualname__", None) or type(target).__qualname__
-    return f"{module}:{name}"
-
-
-def _code_hash(func: Any) -> str | None:
-    """A hash of the function's code, so that an edited function is a different pipeline."""
-    target = getattr(func, "func", func)
-    try:
-        text = inspect.getsource(target)
-    except (OSError, TypeError):
-        code = getattr(target, "__code__", None)
-        if code is None:
-            return None
-        text = repr((code.co_code, code.co_consts, code.co_names))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _array_hash(a: np.ndarray) -> str:
-    digest = hashlib.sha256(f"{a.dtype}{a.shape}".encode())
-    digest.update(np.ascontiguousarray(a).data)
-    return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist() if value.size <= 64 else {"array": _array_hash(value)}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return repr(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if callable(value):
-        return {"function": _identity(value), "code": _code_hash(value)}
-    return repr(value)
-
-
-def _name(node: dict[str, Any]) -> str:
-    return node.get("op") or ("input " + str(node["source"]) if "source" in node else "slice")
-
-
-def _names(nodes: Iterable[dict[str, Any]]) -> str:
-    return " -> ".join(_name(n) for n in nodes)
-
-
-def _node_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    if a == b:
-        return []
-    name = _name(a)
-    if "source" in a:
-        keys = ("size", "mtime_ns", "files", "check", "content")
-        what = [k for k in keys if a.get(k) != b.get(k)]
-        return [f"{name} changed ({', '.join(what)} differ)"]
-    out = []
-    for key in sorted(set(a.get("params", {})) | set(b.get("params", {}))):
-        old, new = a.get("params", {}).get(key), b.get("params", {}).get(key)
-        if old != new:
-            out.append(f"parameter {key!r} of op {name!r} changed from {_short(old)} to "
-                       f"{_short(new)}")
-    if a.get("function") != b.get("function"):
-        out.append(f"the function of op {name!r} changed from {a.get('function')} to "
-                   f"{b.get('function')}")
-    elif a.get("code") != b.get("code"):
-        out.append(f"the code of op {name!r} ({a.get('function')}) changed")
-    for key in ("margin", "dtypes"):
-        if a.get(key) != b.get(key):
-            out.append(f"the {key} of op {name!r} changed from {a.get(key)} to {b.get(key)}")
-    return out or [f"op {name!r} changed"]
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _grid(fp: dict[str, Any]) -> str:
-    grid = fp.get("grid", {})
-    return f"tiles of {' x '.join(map(str, grid.get('tile', [])))} over " \
-           f"{' x '.join(map(str, grid.get('shape', [])))}"
-
-
-def _output(fp: dict[str, Any]) -> str:
-    out = fp.get("output", {})
-    return f"{out.get('format')} {out.get('dtype')} chunks {out.get('chunks')}"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from affine import Affine
@@ -26,6 +27,17 @@ def sliced(meta: Mapping[str, Any], axes: tuple[str, ...], starts: tuple[int, ..
     if names is not None and band_index is not None:
         picked = names[band_index]
         out["band_names"] = tuple(picked) if isinstance(band_index, slice) else None
+    return out
+
+
+def rescaled(meta: Mapping[str, Any], axes: tuple[str, ...],
+             factors: Mapping[str, Fraction]) -> dict[str, Any]:
+    """Metadata of a grid whose pixel covers `factors[axis]` input pixels along each axis."""
+    out = dict(meta)
+    transform = meta.get("transform")
+    if transform is not None:
+        out["transform"] = transform * Affine.scale(float(factors.get("x", 1)),
+                                                    float(factors.get("y", 1)))
     return out
 
 

@@ -1,10 +1,19 @@
 """User ops: `@tilewise.op(...)` and `tilewise.map(...)` turn a NumPy function into a lazy op.
 
 An op declares up front everything the planner needs: its margin (halo) per axis, its output
-dtypes and metadata. It is never called on dummy data to find these out. The function receives
-read-only input windows grown by the margin (clipped at the image border, exactly what it would
-see of the whole array there) and must return arrays of the same shape; tilewise keeps the part
-that is exact.
+grid, dtypes and metadata. It is never called on dummy data to find these out. The function
+receives read-only input windows grown by the margin (clipped at the image border, exactly what
+it would see of the whole array there) and must return arrays of the same shape; tilewise keeps
+the part that is exact.
+
+An op may resample: `factor={"y": 4, "x": 4}` (input pixels per output pixel; a `Fraction` or
+`(num, den)` such as `(1, 2)` upsamples) makes output pixel `o` read input pixels
+`[o * factor - margin, (o + 1) * factor + margin)`; the function then returns the output pixels
+whose input lies inside its window (`TileInfo.output_window`), of which tilewise keeps the
+tile's. `axes=` renames, drops (the input axis is read whole) or adds (give its length in
+`shape=`) axes; `footprint=` replaces the per-axis rule by a function of the output region, for
+ops such as reprojection, whose function then returns exactly the region. The output's
+georeference is rescaled by the factor.
 """
 
 from __future__ import annotations
@@ -13,18 +22,25 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from . import meta as metadata
-from .axes import filtered, per_axis
+from .axes import Axes, filtered, per_axis
 from .errors import GridMismatchError, ParameterError
 from .graph import Image, OpNode, SourceNode
 from .io import open_source
+from .regions import AxisMap, Box
 
 Margin = int | Mapping[str, int] | Callable[..., int | Mapping[str, int]]
 MetaSpec = Mapping[str, Any] | Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None
+Factor = int | Fraction | tuple[int, int]
+FactorSpec = Factor | Mapping[str, Factor] | Callable[..., Factor | Mapping[str, Factor]] | None
+ShapeSpec = (Sequence[int] | Mapping[str, int]
+             | Callable[..., Sequence[int] | Mapping[str, int]] | None)
+AxesSpec = str | Sequence[str] | Mapping[str, str | None] | None
 
 
 class Op:
@@ -32,16 +48,26 @@ class Op:
 
     def __init__(self, func: Callable[..., Any], *, margin: Margin = 0,
                  dtype: Any = None, outputs: int = 1, meta: MetaSpec | Sequence[MetaSpec] = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, factor: FactorSpec = None, shape: ShapeSpec = None,
+                 axes: AxesSpec = None, blocks: Sequence[int] | Mapping[str, int] | None = None,
+                 footprint: Callable[[Box], Box | Sequence[Box]] | None = None) -> None:
         if not callable(func):
             raise ParameterError(f"op function {func!r} is not callable")
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
             raise ParameterError(f"outputs= must be a positive integer, not {outputs!r}")
+        if footprint is not None and not callable(footprint):
+            raise ParameterError(f"footprint= must be a function of the output region, "
+                                 f"not {footprint!r}")
         self.func = func
         self.margin = margin
         self.dtype = dtype
         self.outputs = outputs
         self.meta = meta
+        self.factor = factor
+        self.shape = shape
+        self.axes = axes
+        self.blocks = blocks
+        self.footprint = footprint
         self.name = name or getattr(func, "__name__", type(func).__name__)
         functools.update_wrapper(self, func)
         self.wants_tile = _takes(func, "tile")
@@ -69,34 +95,50 @@ class Op:
         margin = self.margin(**params) if callable(self.margin) else self.margin
         margins = per_axis(margin, first.axes, name=f"margin of op {self.name!r}",
                            default_axes=filtered(first.axes))
+        _check_params(self.func, self.name, len(inputs), params, self.wants_tile)
+        factors = _factors(self.factor, params, first.axes, self.name)
+        out_axes, follows = _out_axes(self.axes, first.axes, self.name)
+        links = tuple(AxisMap(None) if follows.get(d) is None else
+                      AxisMap(follows[d], *factors[d], margin=margins[d])
+                      for d in range(len(first.axes)))
+        shape = _out_shape(self.shape, params, first, out_axes, links, self.name)
+        blocks = _out_blocks(self.blocks, first, out_axes, shape, links, self.name)
         dtypes = tuple(_dtypes(self.dtype, self.outputs, first.dtype, self.name))
-        metas = _metas(self.meta, self.outputs, [i.meta for i in inputs], self.name)
-        node = OpNode(inputs, self, self.name, margins, dict(params), dtypes, metas,
-                      self.wants_tile)
+        base = _resampled_meta(first, out_axes, links)
+        metas = _metas(self.meta, self.outputs, [base, *(i.meta for i in inputs[1:])],
+                       self.name, [i.meta for i in inputs])
+        node = OpNode(inputs, self, self.name, links, dict(params), dtypes, metas,
+                      self.wants_tile, shape, out_axes, blocks, self.footprint)
         out = tuple(Image(node, i) for i in range(self.outputs))
         return out if self.outputs > 1 else out[0]
 
 
 def op(func: Callable[..., Any] | None = None, *, margin: Margin = 0, dtype: Any = None,
        outputs: int = 1, meta: MetaSpec | Sequence[MetaSpec] = None,
-       name: str | None = None) -> Any:
+       name: str | None = None, **grid: Any) -> Any:
     """Decorator: `@op(margin=4)` makes `func(array, **params)` a lazy op on images.
 
     `margin` is an int (every spatial axis), a per-axis dict, or a function of the op's
-    parameters returning either. `dtype` and `meta` may be lists, one per output.
+    parameters returning either. `dtype` and `meta` may be lists, one per output. `factor`,
+    `shape`, `axes`, `blocks` and `footprint` declare an output grid other than the input's
+    (see the module docstring).
     """
     def wrap(f: Callable[..., Any]) -> Op:
-        return Op(f, margin=margin, dtype=dtype, outputs=outputs, meta=meta, name=name)
+        return Op(f, margin=margin, dtype=dtype, outputs=outputs, meta=meta, name=name, **grid)
 
     return wrap(func) if func is not None else wrap
 
 
 def map(func: Callable[..., Any], *images: Any, margin: Margin = 0, dtype: Any = None,
         outputs: int = 1, meta: MetaSpec | Sequence[MetaSpec] = None,
-        name: str | None = None, **params: Any) -> Image | tuple[Image, ...]:
+        name: str | None = None, factor: FactorSpec = None, shape: ShapeSpec = None,
+        axes: AxesSpec = None, blocks: Sequence[int] | Mapping[str, int] | None = None,
+        footprint: Callable[[Box], Box | Sequence[Box]] | None = None,
+        **params: Any) -> Image | tuple[Image, ...]:
     """Apply `func` tile by tile to `images`; the functional form of `op`."""
-    return Op(func, margin=margin, dtype=dtype, outputs=outputs, meta=meta,
-              name=name)(*images, **params)
+    return Op(func, margin=margin, dtype=dtype, outputs=outputs, meta=meta, name=name,
+              factor=factor, shape=shape, axes=axes, blocks=blocks,
+              footprint=footprint)(*images, **params)
 
 
 def open(path: Any, *, axes: str | Sequence[str] | None = None) -> Image:
@@ -144,8 +186,10 @@ def _dtypes(spec: Any, n: int, default: np.dtype, name: str) -> list[np.dtype]:
         raise ParameterError(f"dtype of op {name!r}: {exc}") from None
 
 
-def _metas(spec: Any, n: int, inputs: list[dict[str, Any]], name: str
-           ) -> tuple[dict[str, Any], ...]:
+def _metas(spec: Any, n: int, inputs: list[dict[str, Any]], name: str,
+           originals: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """Output metadata: `inputs[0]` (already resampled to the output grid) updated by a dict,
+    or what a function of the inputs' own metadata (`originals`) returns."""
     specs = list(spec) if isinstance(spec, (list, tuple)) else [spec] * n
     if len(specs) != n:
         raise ParameterError(f"op {name!r} gives {len(specs)} metas for {n} outputs")
@@ -154,9 +198,147 @@ def _metas(spec: Any, n: int, inputs: list[dict[str, Any]], name: str
         if s is None:
             out.append(dict(inputs[0]))
         elif callable(s):
-            out.append(dict(s(inputs)))
+            out.append(dict(s(originals)))
         elif isinstance(s, Mapping):
             out.append({**inputs[0], **s})
         else:
             raise ParameterError(f"meta of op {name!r} must be a dict or a function, not {s!r}")
     return tuple(out)
+
+
+def _check_params(func: Callable[..., Any], name: str, n_inputs: int, params: Mapping[str, Any],
+                  wants_tile: bool) -> None:
+    """Refuse parameters the function does not take, or lacks, now rather than on a tile."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        return
+    keyword = {**params, **({"tile": None} if wants_tile else {})}
+    try:
+        signature.bind(*([None] * n_inputs), **keyword)
+        return
+    except TypeError as exc:
+        problem = str(exc)
+    listed = list(signature.parameters.values())
+    taken = [p.name for p in listed[n_inputs:]
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "tile"]
+    unknown = [k for k in params if k not in signature.parameters]
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in listed):
+        raise ParameterError(f"op {name!r} has no parameter {unknown[0]!r}; its parameters are "
+                             f"{', '.join(taken) or 'none'}")
+    missing = [p.name for p in listed[n_inputs:] if p.default is p.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in keyword]
+    if missing:
+        raise ParameterError(f"op {name!r} needs the parameter {missing[0]!r}")
+    raise ParameterError(f"op {name!r} cannot take {n_inputs} image(s) with parameters "
+                         f"{sorted(params)}: {problem}")
+
+
+def _fraction(value: Any, what: str) -> tuple[int, int]:
+    """A resampling factor as (num, den) in lowest terms."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = Fraction(*value) if all(isinstance(v, int) for v in value) else None
+    ok = isinstance(value, (int, Fraction)) and not isinstance(value, bool) and value > 0
+    if not ok:
+        raise ParameterError(f"{what} must be a positive integer, Fraction or (num, den), "
+                             f"not {value!r}")
+    f = Fraction(value)
+    return f.numerator, f.denominator
+
+
+def _factors(spec: FactorSpec, params: Mapping[str, Any], axes: Axes, name: str
+             ) -> list[tuple[int, int]]:
+    value = spec(**params) if callable(spec) else spec
+    if value is None:
+        return [(1, 1)] * len(axes)
+    what = f"factor of op {name!r}"
+    if isinstance(value, Mapping):
+        unknown = [k for k in value if k not in axes]
+        if unknown:
+            raise ParameterError(f"{what} names axis {unknown[0]!r}, not one of {axes}")
+        return [_fraction(value[a], f"{what}[{a!r}]") if a in value else (1, 1) for a in axes]
+    one = _fraction(value, what)
+    spatial = filtered(axes)
+    return [one if a in spatial else (1, 1) for a in axes]
+
+
+def _out_axes(spec: AxesSpec, axes: Axes, name: str) -> tuple[Axes, dict[int, int | None]]:
+    """Output axis names, and for each input axis the output axis it follows (or None)."""
+    if spec is None:
+        return axes, {d: d for d in range(len(axes))}
+    pairs = (list(spec.items()) if isinstance(spec, Mapping)
+             else [(a, a if a in axes else None) for a in spec])
+    names = tuple(str(k) for k, _ in pairs)
+    if len(set(names)) != len(names):
+        raise ParameterError(f"axes= of op {name!r} repeats an axis: {names}")
+    follows: dict[int, int | None] = {d: None for d in range(len(axes))}
+    for j, (out, source) in enumerate(pairs):
+        if source is None:
+            continue
+        if source not in axes:
+            raise ParameterError(f"axes= of op {name!r}: output axis {out!r} follows "
+                                 f"{source!r}, which is not an input axis {axes}")
+        follows[axes.index(source)] = j
+    return names, follows
+
+
+def _out_shape(spec: ShapeSpec, params: Mapping[str, Any], first: Image, axes: Axes,
+               links: Sequence[AxisMap], name: str) -> tuple[int, ...]:
+    derived: dict[int, int] = {}
+    for d, m in enumerate(links):
+        if m.axis is not None:
+            derived[m.axis] = -(-first.shape[d] * m.den // m.num)
+    value = spec(dict(zip(first.axes, first.shape, strict=True)), **params) if callable(spec) \
+        else spec
+    if value is None:
+        given: dict[int, Any] = {}
+    elif isinstance(value, Mapping):
+        unknown = [k for k in value if k not in axes]
+        if unknown:
+            raise ParameterError(f"shape of op {name!r} names axis {unknown[0]!r}, not one of "
+                                 f"its output axes {axes}")
+        given = {axes.index(k): v for k, v in value.items()}
+    else:
+        if len(value) != len(axes):
+            raise ParameterError(f"shape of op {name!r} gives {len(value)} sizes for the "
+                                 f"output axes {axes}")
+        given = dict(enumerate(value))
+    shape = []
+    for j, axis in enumerate(axes):
+        n = given.get(j, derived.get(j))
+        if n is None:
+            raise ParameterError(f"op {name!r} adds axis {axis!r}; give its length in shape=")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ParameterError(f"shape of op {name!r} along {axis!r} must be a positive "
+                                 f"integer, not {n!r}")
+        shape.append(int(n))
+    return tuple(shape)
+
+
+def _out_blocks(spec: Sequence[int] | Mapping[str, int] | None, first: Image, axes: Axes,
+                shape: tuple[int, ...], links: Sequence[AxisMap], name: str
+                ) -> tuple[int, ...]:
+    if spec is not None:
+        given = [spec.get(a, n) for a, n in zip(axes, shape, strict=True)] \
+            if isinstance(spec, Mapping) else list(spec)
+        if len(given) != len(axes) or not all(isinstance(b, int) and b > 0 for b in given):
+            raise ParameterError(f"blocks of op {name!r} must give a positive size for each "
+                                 f"output axis {axes}, not {spec!r}")
+        return tuple(min(b, n) for b, n in zip(given, shape, strict=True))
+    blocks = list(shape)
+    for d, m in enumerate(links):
+        if m.axis is not None:
+            blocks[m.axis] = min(shape[m.axis], max(1, first.blocks[d] * m.den // m.num))
+    return tuple(blocks)
+
+
+def _resampled_meta(first: Image, axes: Axes, links: Sequence[AxisMap]) -> dict[str, Any]:
+    """The first input's metadata on the output grid: rescaled, band names kept with `c`."""
+    meta = first.meta
+    factors = {a: m.scale for a, m in zip(first.axes, links, strict=True)
+               if m.axis is not None and m.scale != 1}
+    if factors:
+        meta = metadata.rescaled(meta, first.axes, factors)
+    if "c" not in axes:
+        meta = {k: v for k, v in meta.items() if k != "band_names"}
+    return dict(meta)

@@ -24,6 +24,7 @@ from dask.utils import format_bytes
 
 from .axes import SPATIAL, UNSPLIT, count
 from .errors import BudgetError, ParameterError
+from .grids import Grids
 from .pipeline import Pipeline
 from .regions import Box, TileGrid
 
@@ -40,9 +41,12 @@ TILES_PER_WORKER = 4
 @dataclass(frozen=True)
 class Job:
     index: tuple[int, ...]
+    #: The tile on the driving grid.
     box: Box
     #: The tile's position in C order, as journals record it.
     flat: int = 0
+    #: Each output's part of the tile, on its own grid.
+    boxes: tuple[Box, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,21 @@ class Plan:
     tile_bytes: int
     workers: int
     in_flight: int
+    #: How each output follows the driving grid.
+    outputs: Grids | None = None
     #: Bytes of decoded source blocks each reading process may keep (see `io.blocks`).
     read_cache: int = 0
     #: Bytes of the budget taken before tiles: caches and worker processes' baselines.
     fixed: int = 0
 
+    def job(self, flat: int) -> Job:
+        index = self.grid.index(flat)
+        box = self.grid.box(index)
+        return Job(index, box, flat, self.outputs.boxes(box) if self.outputs else (box,))
+
     def jobs(self) -> Iterator[Job]:
         """Tile jobs in C order, made one at a time as the executor asks for them."""
-        grid = self.grid
-        return (Job(index, grid.box(index), flat)
-                for flat, index in ((f, grid.index(f)) for f in range(len(grid))))
+        return (self.job(flat) for flat in range(len(self.grid)))
 
     def __len__(self) -> int:
         return len(self.grid)
@@ -75,13 +84,12 @@ def probe(pipeline: Pipeline,
     small probe window would otherwise be charged for whole storage blocks it decodes.
     `finish`, if given, runs on the outputs inside the measurement (a reduction's kernels).
     """
-    shape, axes = pipeline.outputs[0].shape, pipeline.outputs[0].axes
+    shape, axes = pipeline.shape, pipeline.axes
     spatial = [a in SPATIAL for a in axes]
     side = max(1, round(PROBE_PIXELS ** (1 / max(1, sum(spatial)))))
     size = tuple(min(n, side) if s else (n if a in UNSPLIT else 1)
-                 for n, s, a in zip(shape, spatial, axes))
-    start = tuple((n - k) // 2 for n, k in zip(shape, size))
-    box = Box(start, tuple(a + k for a, k in zip(start, size)))
+                 for n, s, a in zip(shape, spatial, axes, strict=True))
+    box = central(shape, size)
     regions = pipeline.regions(box)
     reads = {id(n): n.read(regions[id(n)]) for n in pipeline.sources}
     tracing = tracemalloc.is_tracing()
@@ -121,7 +129,7 @@ def resolve_tile(tile: int | Mapping[str, int] | Sequence[int] | None,
     elif isinstance(tile, (list, tuple)):
         if len(tile) != len(shape):
             raise ParameterError(f"tile={tile!r} gives {len(tile)} sizes for axes {axes}")
-        given = dict(zip(axes, tile))
+        given = dict(zip(axes, tile, strict=True))
     else:
         split = [a for a in axes if a not in UNSPLIT]
         given = {a: tile for a in ([a for a in split if a in SPATIAL] or split)}
@@ -129,7 +137,7 @@ def resolve_tile(tile: int | Mapping[str, int] | Sequence[int] | None,
     if unknown:
         raise ParameterError(f"tile names axis {unknown[0]!r}, not one of the image axes {axes}")
     out = []
-    for a, n in zip(axes, shape):
+    for a, n in zip(axes, shape, strict=True):
         if a in given:
             k = count(given[a], f"tile[{a!r}]", ParameterError)
             if k < 1:
@@ -141,10 +149,12 @@ def resolve_tile(tile: int | Mapping[str, int] | Sequence[int] | None,
 
 
 def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: int,
-           queued: int, out_bytes_per_pixel: int, tile: tuple[int, ...] | None,
-           finish: Callable[[tuple[np.ndarray, ...], Box], Any] | None = None) -> Plan:
-    """Pick the largest tile (in whole `unit`s) whose run fits `budget`, or check `tile`."""
-    shape, axes = pipeline.outputs[0].shape, pipeline.outputs[0].axes
+           queued: int, out_bytes_per_pixel: float, tile: tuple[int, ...] | None,
+           finish: Callable[[tuple[np.ndarray, ...], Box], Any] | None = None,
+           tile_from: str = "tile=") -> Plan:
+    """Pick the largest tile (in whole `unit`s) whose run fits `budget`, or check `tile`
+    (`tile_from` says where it came from, for the message when it does not fit)."""
+    shape, axes = pipeline.shape, pipeline.axes
     per_pixel = probe(pipeline, finish)
     in_flight = workers + queued
 
@@ -156,18 +166,21 @@ def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: i
     if tile is not None:
         need = cost(tile)
         if need > budget:
+            named = dict(zip(axes, tile, strict=True))
+            fix = ("use a smaller tile or a larger memory" if tile_from == "tile=" else
+                   "raise memory, or pass overwrite to start again with tiles that fit")
             raise BudgetError(
-                f"tile {dict(zip(axes, tile))} needs about {format_bytes(need)} with {workers} "
-                f"workers but the memory budget is {format_bytes(budget)}; use a smaller tile "
-                "or a larger memory")
-        return Plan(TileGrid(shape, tile), per_pixel, need, workers, in_flight)
+                f"tile {named} (from {tile_from}) needs about {format_bytes(need)} with "
+                f"{workers} workers but the memory budget is {format_bytes(budget)}; {fix}")
+        return Plan(TileGrid(shape, tile), per_pixel, need, workers, in_flight,
+                    pipeline.grids)
 
-    size = tuple(min(n, u) for n, u in zip(shape, unit))
+    size = tuple(min(n, u) for n, u in zip(shape, unit, strict=True))
     if cost(size) > budget:
         raise BudgetError(
-            f"the smallest tile this output allows, {dict(zip(axes, size))}, needs about "
-            f"{format_bytes(cost(size))} with {workers} workers, more than the memory budget "
-            f"{format_bytes(budget)}; raise memory or lower workers")
+            f"the smallest tile this output allows, {dict(zip(axes, size, strict=True))}, "
+            f"needs about {format_bytes(cost(size))} with {workers} workers, more than the "
+            f"memory budget {format_bytes(budget)}; raise memory or lower workers")
     growable = [i for i, a in enumerate(axes) if a not in UNSPLIT]
     order = sorted(growable, key=lambda i: (axes[i] not in SPATIAL, -i))
     min_tiles = min(TILES_PER_WORKER * workers, _count(shape, size))
@@ -187,16 +200,17 @@ def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: i
         if best is None:
             break
         size = best[1]
-    return Plan(TileGrid(shape, size), per_pixel, cost(size), workers, in_flight)
+    return Plan(TileGrid(shape, size), per_pixel, cost(size), workers, in_flight,
+                pipeline.grids)
 
 
 def central(shape: tuple[int, ...], size: tuple[int, ...]) -> Box:
-    start = tuple((n - k) // 2 for n, k in zip(shape, size))
-    return Box(start, tuple(a + k for a, k in zip(start, size)))
+    start = tuple((n - k) // 2 for n, k in zip(shape, size, strict=True))
+    return Box(start, tuple(a + k for a, k in zip(start, size, strict=True)))
 
 
 def _count(shape: tuple[int, ...], size: tuple[int, ...]) -> int:
-    return math.prod(-(-n // k) for n, k in zip(shape, size))
+    return math.prod(-(-n // k) for n, k in zip(shape, size, strict=True))
 
 
 def lcm(values: Sequence[int]) -> int:
@@ -206,18 +220,54 @@ def lcm(values: Sequence[int]) -> int:
 def read_pixels(pipeline: Pipeline, grid: TileGrid) -> int:
     """Pixels read from the sources over every tile of `grid`, halos included.
 
-    A tile's window on each axis depends only on the tile's position along that axis, so the
-    total is a product of per-axis sums: cheap even for a million tiles.
+    Along each source axis, a tile's window depends on the tile's position along at most one
+    axis of the driving grid (the one it follows through every op's map), so the total is a
+    product of per-axis sums: cheap even for a million tiles. Which driving axis a source axis
+    follows is found by moving a tile along each driving axis; a source axis that moves with
+    two (an op whose footprint is not per axis, such as a rotation) makes the sum exact by
+    visiting every tile, up to `EXACT_TILES`, and an estimate from a sample beyond.
     """
+    counts = grid.counts
+    ndim = len(counts)
+
+    def windows(index: tuple[int, ...]) -> dict[int, Box]:
+        regions = pipeline.regions(grid.box(index))
+        return {id(n): regions[id(n)] for n in pipeline.sources if id(n) in regions}
+
+    origin = windows((0,) * ndim)
     total = 0
     for node in pipeline.sources:
-        lengths = []
-        for axis, n in enumerate(grid.counts):
-            length = 0
-            for k in range(n):
-                region = pipeline.regions(grid.box(tuple(
-                    k if i == axis else 0 for i in range(len(grid.counts)))))[id(node)]
-                length += region.stop[axis] - region.start[axis]
-            lengths.append(length)
-        total += math.prod(lengths)
+        base = origin[id(node)]
+        follows: list[set[int]] = [set() for _ in base.shape]
+        for axis in range(ndim):
+            for k in {1, counts[axis] - 1} - {0}:
+                moved = windows(tuple(k if i == axis else 0 for i in range(ndim)))[id(node)]
+                for d in range(base.ndim):
+                    if (moved.start[d], moved.stop[d]) != (base.start[d], base.stop[d]):
+                        follows[d].add(axis)
+        if any(len(f) > 1 for f in follows):
+            total += _visited(grid, lambda index, n=node: windows(index)[id(n)].size)
+            continue
+        sums = [0] * ndim
+        for axis in range(ndim):
+            lengths = []
+            for k in range(counts[axis]):
+                w = windows(tuple(k if i == axis else 0 for i in range(ndim)))[id(node)]
+                lengths.append(math.prod(w.shape[d] for d in range(base.ndim)
+                                         if axis in follows[d]))
+            sums[axis] = sum(lengths)
+        fixed = math.prod(base.shape[d] for d in range(base.ndim) if not follows[d])
+        used = {a for f in follows for a in f}
+        total += fixed * math.prod(sums[a] if a in used else counts[a] for a in range(ndim))
     return total
+
+
+#: Tiles visited one by one when a source's window is not separable by axis.
+EXACT_TILES = 10_000
+
+
+def _visited(grid: TileGrid, size: Callable[[tuple[int, ...]], int]) -> int:
+    n = len(grid)
+    step = max(1, n // EXACT_TILES)
+    seen = [size(grid.index(flat)) for flat in range(0, n, step)]
+    return round(sum(seen) * n / len(seen))

@@ -30,6 +30,8 @@ class Recorder:
         self.sinks, self.journals, self.finishers, self.done = sinks, journals, finishers, done
         self.waiting: queue.Queue[Job | None] = queue.Queue(maxsize=max(1, depth))
         self.error: BaseException | None = None
+        #: Tiles recorded so far.
+        self.recorded = 0
         self.thread = threading.Thread(target=self._run, daemon=True, name="tilewise-record")
         self.thread.start()
 
@@ -60,12 +62,14 @@ class Recorder:
             try:
                 outputs = [i for i in self.sinks if not self.done[i][job.flat]]
                 for i in outputs:
-                    self.sinks[i].sync(job.box)
+                    if job.boxes[i].size:
+                        self.sinks[i].sync(job.boxes[i])
                 for i in outputs:
                     if i in self.journals:
                         self.journals[i].record(job.flat)
-                    if i in self.finishers:
-                        self.finishers[i].tile_done(job.box)
+                    if i in self.finishers and job.boxes[i].size:
+                        self.finishers[i].tile_done(job.boxes[i])
+                self.recorded += 1
             except BaseException as exc:
                 self.error = exc
                 return

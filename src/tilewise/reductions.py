@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import ParameterError
 from .exact import ExactSum, TileSum, tile_sum
-from .graph import Image
+from .graph import DRIVER, Image
 
 MOMENTS = ("sum", "mean", "var", "std", "count")
 EXTREMES = ("min", "max")
@@ -87,10 +87,8 @@ class Value:
 
     def compute(self, *, executor: str | None = None, workers: int | None = None,
                 memory: int | str | None = None, tile: Any = None) -> Any:
-        from .run import evaluate
-
-        return evaluate([self], executor=executor, workers=workers, memory=memory,
-                        tile=tile)[0]
+        return DRIVER["evaluate"]([self], executor=executor, workers=workers, memory=memory,
+                                  tile=tile)[0]
 
 
 def reduce(image: Image, how: str, axis: str | Sequence[str] | None = None, *,

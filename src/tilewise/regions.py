@@ -4,6 +4,13 @@ A `Box` is a half-open region `[start, stop)` per axis in the global pixel grid 
 Everything tilewise knows about where data lives (the tile an output is cut into, the window an
 op must read, the halo that makes a tile exact) is a `Box` derived from another by `grow`,
 `intersect` and `union`. A `TileGrid` cuts a shape into tiles lazily: it never holds them.
+
+An `AxisMap` says which input pixels one axis of an op's output needs: output index `o` needs
+input `[floor(o * num / den) + offset - margin, ceil((o + 1) * num / den) + offset + margin)`,
+clipped to the input. A local filter is `num = den = 1` with a margin; rebinning by 4 is
+`num = 4`; a 2x upsampling is `den = 2`; a lazy slice is an `offset`. An input axis that follows
+no output axis (a plane picked by an integer index, an axis an op reduces) is read over a fixed
+`span` from `offset`, or whole.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 
 @dataclass(frozen=True)
@@ -120,3 +128,47 @@ class TileGrid:
 
     def __iter__(self) -> Iterator[Box]:
         return (self.box(i) for i in self.indices())
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """How one input axis of a node follows the node's output (see the module docstring)."""
+
+    #: The output axis this input axis follows, or None for a fixed range.
+    axis: int | None
+    num: int = 1
+    den: int = 1
+    margin: int = 0
+    offset: int = 0
+    #: For `axis=None`: pixels read from `offset` (None: to the end of the input axis).
+    span: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.num < 1 or self.den < 1 or self.margin < 0:
+            raise ValueError(f"invalid axis map {self}")
+
+    @property
+    def identity(self) -> bool:
+        return (self.axis is not None and self.num == self.den == 1 and not self.margin
+                and not self.offset)
+
+    @property
+    def scale(self) -> Fraction:
+        """Input pixels per output pixel."""
+        return Fraction(self.num, self.den)
+
+    def needs(self, start: int, stop: int, length: int) -> tuple[int, int]:
+        """The input range that output range `[start, stop)` needs, clipped to `length`."""
+        if self.axis is None:
+            end = length if self.span is None else self.offset + self.span
+            return self.offset, min(end, length)
+        a = start * self.num // self.den + self.offset - self.margin
+        b = -(-stop * self.num // self.den) + self.offset + self.margin
+        return max(0, a), max(0, min(b, length))
+
+    def produces(self, start: int, stop: int, length: int, out_length: int) -> tuple[int, int]:
+        """The output range computed from input range `[start, stop)` of an input `length`
+        long: every output pixel whose core lies inside it, up to the edges of the image."""
+        first = 0 if start <= self.offset else -(-(start - self.offset) * self.den // self.num)
+        last = out_length if stop >= length else (stop - self.offset) * self.den // self.num
+        return min(first, out_length), max(min(last, out_length), 0)

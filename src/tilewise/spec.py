@@ -35,7 +35,8 @@ from typing import Any
 
 import yaml
 
-from .errors import OutputExistsError, PipelineFileError, TilewiseError
+from . import grids
+from .errors import GridMismatchError, OutputExistsError, PipelineFileError, TilewiseError
 from .graph import Image
 from .ops import Op
 from .ops import open as open_image
@@ -181,14 +182,10 @@ class _Document:
         built = []
         for name, value in outputs.items():
             built.append(self._output(name, value, input_paths))
-        first = self.images[built[0].name]
-        for out in built[1:]:
-            image = self.images[out.name]
-            if (image.shape, image.axes) != (first.shape, first.axes):
-                raise self.error(
-                    ("outputs", out.name),
-                    f"has shape {image.shape} axes {image.axes} but {built[0].name} has "
-                    f"{first.shape} {first.axes}; outputs of one file must share one grid")
+        try:
+            grids.of([self.images[o.name] for o in built], [o.name for o in built])
+        except GridMismatchError as exc:
+            raise self.error(("outputs",), str(exc), GridMismatchError) from None
         return Spec(self.path, tuple(self.images[o.name] for o in built), tuple(built), options)
 
     def _options(self, value: Any) -> dict[str, Any]:

@@ -15,18 +15,22 @@ from .run import Planned
 
 def describe(planned: Planned) -> list[str]:
     pipeline, plan, sinks = planned.pipeline, planned.plan, planned.sinks
-    first = pipeline.outputs[0]
+    shape = pipeline.shape
     grid = plan.grid
     tile = " x ".join(map(str, grid.tile))
     counts = " x ".join(map(str, grid.counts))
-    middle = central(first.shape, grid.tile)
+    middle = central(shape, grid.tile)
     per_worker = math.ceil(plan.bytes_per_pixel * window_pixels(pipeline, middle))
-    written = math.prod(first.shape)
+    written = sum(math.prod(s.shape) for s in sinks)
     read = read_pixels(pipeline, grid)
     halo = _halo(planned)
+    chosen = ", kept from the journal of an earlier run" if planned.tile_from == "the journal" \
+        else ""
     lines = [
-        f"image      {' x '.join(map(str, first.shape))}  axes {''.join(first.axes)}",
-        f"tiles      {tile}  ({counts} = {len(grid)} tiles)",
+        f"image      {' x '.join(map(str, shape))}  axes {''.join(pipeline.axes)}",
+        *(f"{'':<10} output {os.path.basename(s.path)}: {' x '.join(map(str, s.shape))}  "
+          f"axes {''.join(s.axes)}" for s in sinks if pipeline.grids.mixed),
+        f"tiles      {tile}  ({counts} = {len(grid)} tiles{chosen})",
         f"halo       up to {halo} pixels; read / written = {read / written:.3f} "
         f"({read:,} / {written:,} pixels)" if pipeline.sources else "halo       no sources",
         f"memory     {format_bytes(per_worker)} per worker x {plan.workers}, "
@@ -46,12 +50,13 @@ def describe(planned: Planned) -> list[str]:
     label = "alignment"
     for node in pipeline.sources:
         if node.source.path:
+            window = pipeline.regions(central(shape, grid.tile), halo=False)[id(node)]
             lines.append(f"{label:<10} input {os.path.basename(node.source.path)}: "
-                         + _fit(grid.tile, node.source.blocks, first.shape, "blocks"))
+                         + _fit(window.shape, node.source.blocks, node.source.shape, "blocks"))
             label = ""
-    for sink in sinks:
+    for sink, part in zip(sinks, plan.job(0).boxes, strict=True):
         lines.append(f"{label:<10} output {os.path.basename(sink.path)}: "
-                     + _fit(grid.tile, sink.chunks, first.shape, "chunks"))
+                     + _fit(part.shape, sink.chunks, sink.shape, "chunks"))
         label = ""
     label = "journal"
     for sink in sinks:
@@ -66,11 +71,13 @@ def describe(planned: Planned) -> list[str]:
 
 
 def _halo(planned: Planned) -> int:
+    """The widest margin, in source pixels, that a central tile reads around its core."""
     pipeline = planned.pipeline
-    box = central(pipeline.outputs[0].shape, planned.plan.grid.tile)
-    regions = pipeline.regions(box)
-    return max((max(max(b - r, s - t) for b, r, s, t in
-                    zip(box.start, regions[id(n)].start, regions[id(n)].stop, box.stop))
+    box = central(pipeline.shape, planned.plan.grid.tile)
+    full, core = pipeline.regions(box), pipeline.regions(box, halo=False)
+    return max((max(max(c0 - r0, r1 - c1) for r0, r1, c0, c1 in
+                    zip(full[id(n)].start, full[id(n)].stop, core[id(n)].start,
+                        core[id(n)].stop, strict=True))
                 for n in pipeline.sources), default=0)
 
 
@@ -88,7 +95,7 @@ def _reduction(red: Reduction) -> str:
 
 def _fit(tile: tuple[int, ...], unit: tuple[int, ...], shape: tuple[int, ...],
          what: str) -> str:
-    aligned = all(t % u == 0 or t == n for t, u, n in zip(tile, unit, shape))
-    covers = " x ".join(f"{t / u:g}" for t, u in zip(tile, unit))
+    aligned = all(t % u == 0 or t == n for t, u, n in zip(tile, unit, shape, strict=True))
+    covers = " x ".join(f"{t / u:g}" for t, u in zip(tile, unit, strict=True))
     return (f"{what} {' x '.join(map(str, unit))}, a tile covers {covers} "
             f"({'aligned' if aligned else 'NOT aligned: tiles share ' + what})")

@@ -43,6 +43,31 @@ class Source(ABC):
     def read(self, box: Box) -> np.ndarray:
         """The pixels of `box`, as an array the caller may not write to."""
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the source's content, cheaply (see `journal`)."""
+        from ..fingerprints import array_digest
+        if self.path is None:
+            return {"content": array_digest(np.asarray(self.read(Box.of_shape(self.shape))))}
+        import hashlib
+        path = self.path
+        if os.path.isdir(path):
+            files = sorted(os.path.join(root, f) for root, _, names in os.walk(path)
+                           for f in names)
+            stats = [os.stat(f) for f in files]
+            digest = hashlib.sha256()
+            for f, st in zip(files, stats, strict=True):
+                digest.update(f"{os.path.relpath(f, path)}:{st.st_size}:{st.st_mtime_ns}".encode())
+            return {"size": sum(s.st_size for s in stats), "files": len(files),
+                    "check": digest.hexdigest()}
+        st = os.stat(path)
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            digest.update(f.read(1 << 20))
+            if st.st_size > 2 << 20:
+                f.seek(-(1 << 20), os.SEEK_END)
+            digest.update(f.read(1 << 20))
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "check": digest.hexdigest()}
+
     def for_processes(self) -> Source:
         """A form of this source that can be pickled cheaply into worker processes."""
         return self

@@ -1,0 +1,174 @@
+"""The driver: plans a run, drives an executor over its tiles, writes and journals outputs.
+
+    save(images, paths)   prepare -> resolve reductions -> plan tiles -> output pass
+    plan(images, paths)   the same, stopping before any tile is computed
+    compute(image)        the output pass into an array in memory
+    evaluate(values)      the reduction pass alone
+
+Modules, one concept each: `options` (run options as one checked value), `outputs` (output
+checks and sinks), `resolve` (the pass that turns lazy values into numbers), `sizing` (fixed
+costs and the tile shape within the budget), `tilejob` (what a worker does for one tile),
+`loop` (one sweep on an executor), `writing` (the output pass: journals, recorder, commit),
+`progress` and `results` (what the caller sees). The core (`graph`, `reductions`) never
+imports the driver: importing this package installs `compute` and `evaluate` behind
+`Image.compute` and `Value.compute`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import graph
+from ..errors import BudgetError, ParameterError
+from ..executors import Executor
+from ..graph import Image
+from ..io import ArraySink, Sink
+from ..io.gdal import configure_gdal
+from ..pipeline import Pipeline
+from ..plan import Plan, resolve_tile
+from ..reductions import Reduction, Value
+from . import outputs, sizing
+from .loop import check_sendable
+from .options import Options, budget_bytes
+from .progress import ProgressSpec
+from .resolve import bind, resolve, resolver, sampled
+from .results import Progress, Report
+from .writing import write
+
+#: RuntimeWarnings that all-NaN or empty tiles raise in NumPy's nan-functions.
+QUIET = ("All-NaN (slice|axis) encountered", "Mean of empty slice",
+         "Degrees of freedom <= 0", "invalid value encountered", "divide by zero encountered")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A run planned but not started: what `tilewise plan` describes."""
+
+    pipeline: Pipeline
+    sinks: tuple[Sink, ...]
+    plan: Plan
+    runner: Executor
+    budget: int
+    #: The reductions that run first, in sweeps of their own, because op parameters need them.
+    reductions: tuple[Reduction, ...]
+    #: Where the tile shape came from: "planned", "tile=" or "the journal" (of a resume).
+    tile_from: str = "planned"
+
+
+def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
+         executor: str | Executor | None = None, workers: int | None = None,
+         memory: int | str | None = None, tile: Any = None, overwrite: bool = False,
+         progress: ProgressSpec = None, on_error: str = "stop") -> Report:
+    """Compute `images` tile by tile and write each to its path, in one pass over the tiles.
+
+    The format follows each path's suffix: `.tif` (GeoTIFF), `.zarr` (Zarr v3), `.npy`.
+    Outputs may be on different grids when they rescale one another (a DEM and its 4x
+    rebinning). A run that fails or is killed keeps its finished tiles; the same call again
+    resumes it. `on_error="continue"` computes every other tile before reporting the tiles
+    that failed.
+    """
+    options = Options.of(executor, workers, memory, tile, overwrite, progress, on_error)
+    with quiet_nan_warnings():
+        planned = _prepare(images, paths, options)
+        return write(planned.pipeline, planned.sinks, planned.plan, options)
+
+
+def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
+         executor: str | Executor | None = None, workers: int | None = None,
+         memory: int | str | None = None, tile: Any = None,
+         overwrite: bool = False) -> Planned:
+    """Plan `save(images, paths)` without running it.
+
+    The tile shape comes from the usual probe tile; reductions feeding op parameters are
+    stood in for by their value on a small central crop, which is enough to measure memory.
+    """
+    options = Options.of(executor, workers, memory, tile, overwrite, progress=False)
+    with quiet_nan_warnings():
+        return _prepare(images, paths, options, sample=True)
+
+
+def _prepare(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any],
+             options: Options, sample: bool = False) -> Planned:
+    imgs = [images] if isinstance(images, Image) else list(images)
+    outs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if len(imgs) != len(outs) or not imgs:
+        raise ParameterError(f"save got {len(imgs)} images but {len(outs)} paths")
+    for i, img in enumerate(imgs):
+        if not isinstance(img, Image):
+            raise ParameterError(f"save: item {i} is a {type(img).__name__}, not a tilewise image")
+    outs = [os.path.abspath(os.fspath(p)) for p in outs]
+    unbound = Pipeline.of(imgs)
+    grids = unbound.grids  # outputs on unrelated grids are refused before anything else
+    outputs.check(unbound, outs, options.overwrite, planning=sample)
+    check_sendable(unbound, options.runner)
+    configure_gdal()
+    tiles, tile_from = resolve_tile(options.tile, grids.shape, grids.axes), "tile="
+    if tiles is None and not options.overwrite:
+        tiles, tile_from = outputs.journaled_tile(outs, grids.shape), "the journal"
+    reductions = tuple({id(v.reduction): v.reduction for v in outputs.values(unbound)}.values())
+    reducing = dataclasses.replace(options, tile=None)
+    pipeline = Pipeline.of(bind(imgs, sampled if sample else resolver(reducing)))
+    sinks = outputs.sinks(pipeline, outs, tiles)
+    planned = sizing.fit(pipeline, sinks, options.budget, options.runner, tiles,
+                         tile_from=tile_from)
+    return Planned(pipeline, sinks, planned, options.runner, options.budget, reductions,
+                   tile_from if tiles is not None else "planned")
+
+
+def compute(image: Image, *, executor: str | Executor | None = None, workers: int | None = None,
+            memory: int | str | None = None, tile: Any = None) -> np.ndarray:
+    """The whole image as a NumPy array, computed tile by tile."""
+    options = Options.of(executor, workers, memory, tile, progress=False)
+    budget = options.budget
+    if image.nbytes > budget // 2:
+        raise BudgetError(
+            f"the result is {image.nbytes / 2**20:.1f} MiB, more than half the memory budget "
+            f"of {budget / 2**20:.1f} MiB; save it to a file with tilewise.save instead")
+    array = np.empty(image.shape, image.dtype)
+    sink = ArraySink("<memory>", image.shape, image.dtype, image.axes,
+                     ArraySink.default_chunks(image.shape, image.axes), image.meta, array)
+    with quiet_nan_warnings():
+        check_sendable(Pipeline.of([image]), options.runner)
+        configure_gdal()
+        pipeline = Pipeline.of(bind([image], resolver(dataclasses.replace(options, tile=None))))
+        planned = sizing.fit(pipeline, (sink,), budget - image.nbytes, options.runner,
+                             resolve_tile(tile, image.shape, image.axes))
+        write(pipeline, (sink,), planned, options)
+    return array
+
+
+def evaluate(values: Sequence[Value], *, executor: str | Executor | None = None,
+             workers: int | None = None, memory: int | str | None = None, tile: Any = None,
+             progress: ProgressSpec = False) -> list[Any]:
+    """The results of lazy values, computing every reduction they need in shared sweeps."""
+    options = Options.of(executor, workers, memory, tile, progress=progress)
+    configure_gdal()
+    with quiet_nan_warnings():
+        results = resolve([v.reduction for v in values], options)
+    return [v.select(results[v.reduction]) for v in values]
+
+
+@contextlib.contextmanager
+def quiet_nan_warnings() -> Iterator[None]:
+    """Silence the RuntimeWarnings NumPy raises on all-NaN or empty tiles, for every thread.
+
+    Worker processes copy these filters when they start.
+    """
+    with warnings.catch_warnings():
+        for pattern in QUIET:
+            warnings.filterwarnings("ignore", message=pattern, category=RuntimeWarning)
+        yield
+
+
+graph.DRIVER.update(compute=compute, evaluate=evaluate)
+
+__all__ = ["Planned", "Progress", "Report", "budget_bytes", "compute", "evaluate", "plan",
+           "save"]

@@ -1,0 +1,84 @@
+"""Outputs of a run: checked before any work, then made into sinks on their own grids."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from .. import journal
+from ..errors import OutputError, OutputExistsError, ParameterError
+from ..graph import OpNode
+from ..io import Sink, sink_class
+from ..pipeline import Pipeline
+from ..reductions import Value
+from ..regions import Box
+
+
+def check(pipeline: Pipeline, paths: Sequence[str], overwrite: bool,
+          planning: bool = False) -> None:
+    """Refuse outputs that would replace an input, repeat, exist (without `overwrite` or a
+    journal to resume), or sit in a folder that is missing or not writable."""
+    inputs = input_paths(pipeline)
+    seen: set[str] = set()
+    for path, img in zip(paths, pipeline.outputs, strict=True):
+        real = os.path.realpath(path)
+        if real in inputs:
+            raise OutputExistsError(f"output {path} is also an input of this pipeline")
+        if real in seen:
+            raise ParameterError(f"output {path} is named twice")
+        seen.add(real)
+        if os.path.lexists(path) and not overwrite and \
+                journal.header(journal.path_of(path)) is None:
+            raise OutputExistsError(f"output {path} exists; pass overwrite=True to replace it")
+        sink_class(path).check(img.shape, img.dtype, img.axes, path)
+        folder = os.path.dirname(path)
+        if planning:
+            continue
+        if not os.path.isdir(folder):
+            raise OutputError(f"the folder of output {path} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"the folder of output {path} is not writable")
+
+
+def values(pipeline: Pipeline) -> list[Value]:
+    """The lazy values among the parameters of the pipeline's ops."""
+    return [v for n in pipeline.nodes if isinstance(n, OpNode)
+            for v in n.params.values() if isinstance(v, Value)]
+
+
+def input_paths(pipeline: Pipeline) -> set[str]:
+    """Every file the run reads, including those read only by reductions feeding op params."""
+    paths = {os.path.realpath(n.source.path) for n in pipeline.sources if n.source.path}
+    found = values(pipeline)
+    if found:
+        paths |= input_paths(Pipeline.of([v.reduction.image for v in found]))
+    return paths
+
+
+def journaled_tile(paths: Sequence[str], shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The tile shape of an earlier run of these outputs, so that a resumed run keeps its grid.
+
+    (The planner's choice could differ by a unit between runs, as the probe's measurement may.)
+    """
+    for path in paths:
+        head = journal.header(journal.path_of(path))
+        if head is not None and len(head.get("tile", ())) == len(shape):
+            return tuple(head["tile"])
+    return None
+
+
+def sinks(pipeline: Pipeline, paths: Sequence[str], tile: tuple[int, ...] | None
+          ) -> tuple[Sink, ...]:
+    """A sink per output, on the output's own grid, its chunks inside one tile's part."""
+    grids = pipeline.grids
+    out = []
+    for img, path, grid in zip(pipeline.outputs, paths, grids.outputs, strict=True):
+        cls = sink_class(path)
+        chunks = cls.default_chunks(img.shape, img.axes)
+        if tile is not None and cls.parallel_writes:
+            # Parallel writers need chunks inside one tile: follow the tile where it disagrees.
+            part = grid.box(Box.of_shape(tile), grids.shape).shape
+            chunks = tuple(c if t % c == 0 or t == n else t
+                           for c, t, n in zip(chunks, part, img.shape, strict=True))
+        out.append(cls(path, img.shape, img.dtype, img.axes, chunks, img.meta))
+    return tuple(out)
