@@ -148,7 +148,7 @@ def test_tile_override_that_does_not_fit_is_refused(tmp_path):
         tw.save(img, tmp_path / "x.npy", tile=2048, memory="20MiB", workers=2)
 
 
-@pytest.mark.parametrize("tile, match", [(0, "at least 1"), ({"q": 3}, "axis 'q'"),
+@pytest.mark.parametrize("tile, match", [(0, "positive integer, not 0"), ({"q": 3}, "axis 'q'"),
                                          ((1, 2, 3), "3 sizes"), ("a", "integer")])
 def test_bad_tiles(tmp_path, tile, match):
     with pytest.raises(tw.ParameterError, match=match):

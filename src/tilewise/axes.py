@@ -60,11 +60,12 @@ def per_axis(
     return tuple(n if a in default_axes else 0 for a in axes)
 
 
-def count(v: object, name: str, error: type[TilewiseError]) -> int:
-    """`v` as a non-negative int, or `error` naming the parameter `name`."""
+def count(v: object, name: str, error: type[TilewiseError], least: int = 0) -> int:
+    """`v` as an int of at least `least` (0 or 1), or `error` naming the parameter `name`."""
+    kind = "a non-negative integer" if least == 0 else "a positive integer"
     if isinstance(v, bool) or not hasattr(v, "__index__"):
-        raise error(f"{name} must be a non-negative integer, not {v!r}")
+        raise error(f"{name} must be {kind}, not {v!r}")
     n = v.__index__()  # type: ignore[attr-defined]
-    if n < 0:
-        raise error(f"{name} must be a non-negative integer, not {n}")
+    if n < least:
+        raise error(f"{name} must be {kind}, not {n}")
     return n

@@ -147,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"tilewise: interrupted ({RESUME})", file=sys.stderr)
         return 130
     tile = " x ".join(f"{n} {a}" for a, n in report.tile.items())
-    if not args.quiet:
+    if not args.quiet and report.tiles == 0 and report.resumed:
+        print(f"all {len(spec.paths)} output(s) are already complete; nothing to do "
+              "(--overwrite computes them again)")
+    elif not args.quiet:
         resumed = f" ({report.resumed} done by an earlier run)" if report.resumed else ""
         print(f"wrote {len(spec.paths)} output(s) in {report.seconds:.1f} s: {report.tiles} "
               f"tiles of {tile}{resumed}, {report.executor} x {report.workers}")

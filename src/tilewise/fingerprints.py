@@ -50,7 +50,10 @@ def array_digest(a: np.ndarray) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """`value` as JSON-able data that changes whenever the value does."""
+    """`value` as JSON-able data that changes whenever the value does; an object that
+    describes itself (a lazy reduction value) gives its own `fingerprint()`."""
+    if hasattr(value, "fingerprint") and callable(value.fingerprint):
+        return value.fingerprint()
     if isinstance(value, np.ndarray):
         return value.tolist() if value.size <= 64 else {"array": array_digest(value)}
     if isinstance(value, np.generic):
@@ -124,6 +127,10 @@ def _node_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, dict) and "reduction" in value:  # a lazy value (`Value.fingerprint`)
+        which = "" if value.get("key") is None else f"[{value['key']}]"
+        q = "" if value.get("q") is None else f" q={value['q']}"
+        return f"the {value['reduction']}{q}{which} of its input"
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -178,6 +178,8 @@ class OpNode(Node):
     axes: tuple[str, ...] = ()
     block_hint: tuple[int, ...] = ()
     footprint: Callable[[Box], Box | Sequence[Box]] | None = None
+    #: Values outside an integer output dtype: "check" (a `TileError`), "clip", "unsafe" (wrap).
+    cast: str = "check"
 
     @property
     def n_outputs(self) -> int:
@@ -237,6 +239,8 @@ class OpNode(Node):
             out["grid"] = {"shape": list(self.shape), "axes": list(self.axes)}
         if self.footprint is not None:
             out["footprint"] = fingerprints.jsonable(self.footprint)
+        if self.cast != "check":
+            out["cast"] = self.cast
         return out
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
@@ -256,13 +260,29 @@ class OpNode(Node):
                         else "the shape of its output window")
                 raise TileError(f"{where} returned{which} shape {out.shape}; "
                                 f"an op must return {what} {returned.shape}")
-            kept = out[inner]
-            if dtype.kind in "iub" and kept.dtype.kind in "fc" and not np.isfinite(kept).all():
-                raise TileError(f"{where} returned{which} NaN or infinite values, which the "
-                                f"declared dtype {dtype} cannot hold; fill them or declare a "
-                                "float dtype")
-            outs.append(kept.astype(dtype, copy=False))
+            outs.append(self._cast(out[inner], dtype, f"{where} returned{which}"))
         return tuple(outs)
+
+    def _cast(self, kept: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+        """`kept` in the declared dtype; values an integer dtype cannot hold are refused
+        (never wrapped silently) unless the op asked to clip them or to cast unsafely."""
+        if dtype.kind not in "iu" or kept.dtype.kind not in "iufcb" or self.cast == "unsafe" \
+                or np.can_cast(kept.dtype, dtype, "safe") or not kept.size:
+            return kept.astype(dtype, copy=False)
+        if kept.dtype.kind in "fc" and not np.isfinite(kept).all() and (
+                self.cast != "clip" or np.isnan(kept).any()):
+            raise TileError(f"{what} NaN or infinite values, which the declared dtype "
+                            f"{dtype} cannot hold; fill them or declare a float dtype")
+        info = np.iinfo(dtype)
+        if self.cast == "clip":
+            return np.clip(kept, info.min, info.max).astype(dtype)
+        low, high = kept.min(), kept.max()
+        if low < info.min or high > info.max:
+            raise TileError(f"{what} values from {low} to {high}, outside the range of the "
+                            f"declared dtype {dtype} ({info.min} to {info.max}); rescale them, "
+                            "declare a wider dtype, or pass cast='clip' (or cast='unsafe' to "
+                            "wrap around) to the op")
+        return kept.astype(dtype)
 
     def _call(self, arrays: Sequence[np.ndarray], region: Box, window: Box, returned: Box,
               index: tuple[int, ...] | None, where: str) -> Sequence[Any]:

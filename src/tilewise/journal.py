@@ -67,44 +67,69 @@ class Record:
 def header(path: str) -> dict[str, Any] | None:
     """The first line of the journal at `path`, if it is whole, without reading the rest."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, "rb") as f:
             line = f.readline()
-        return json.loads(line) if line.endswith("\n") else None
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
         return None
+    if not line.endswith(b"\n"):  # a crash left a torn header: nothing was recorded
+        return None
+    return _header(path, line)
+
+
+def _header(path: str, line: bytes) -> dict[str, Any]:
+    try:
+        head = json.loads(line.decode("ascii"))
+        if not isinstance(head, dict) or not isinstance(head.get("tiles"), int) \
+                or not isinstance(head.get("fingerprint"), dict):
+            raise ValueError("no fingerprint and tile count")
+        tuple(head["tile"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise damaged(path, 1, exc) from None
+    return head
+
+
+def damaged(path: str, line: int, why: object) -> OutputError:
+    """The error for a journal that cannot be read: nothing can say which tiles are done."""
+    output = path.removesuffix(".journal")
+    return OutputError(
+        f"journal {path} is damaged at line {line} ({why}), so which tiles of {output} are "
+        "done is unknown; pass overwrite=True (tilewise run --overwrite) to compute the output "
+        "again")
 
 
 def read(path: str) -> Record | None:
-    """The journal at `path`, or None if there is none (or a crash left only a torn header)."""
+    """The journal at `path`, or None if there is none (or a crash left only a torn header).
+
+    A journal that is there but cannot be parsed is an `OutputError`: resuming from a guess
+    could leave tiles unwritten in an output that looks complete.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         return None
     # Only lines ended by a newline count: a crash may leave a torn last line, and a torn
     # record ("9" of "95") would otherwise read as another tile.
-    lines = text.rpartition("\n")[0].split("\n")
-    try:
-        header = json.loads(lines[0])
-        done = np.zeros(header["tiles"], bool)
-        tile = tuple(header["tile"])
-        fingerprint = header["fingerprint"]
-    except (ValueError, KeyError, TypeError):
+    lines = data.rpartition(b"\n")[0].split(b"\n")
+    if not lines[0]:
         return None
+    head = _header(path, lines[0] + b"\n")
+    done = np.zeros(head["tiles"], bool)
     complete, runs = False, 0
     for number, line in enumerate(lines[1:], start=2):
         try:
-            entry = json.loads(line)
-            if isinstance(entry, int):
+            entry = json.loads(line.decode("ascii"))
+            if isinstance(entry, int) and not isinstance(entry, bool) and entry >= 0:
                 done[entry] = True
             elif entry.get("complete"):
                 complete = True
             elif "run" in entry:
                 runs += 1
-        except (ValueError, IndexError, AttributeError):
-            raise OutputError(f"journal {path} is damaged at line {number}; delete it and "
-                              "the output's .partial to start again") from None
-    return Record(fingerprint, tile, header["tiles"], done, complete, runs)
+            else:
+                raise ValueError(f"unknown entry {entry!r}")
+        except (ValueError, IndexError, AttributeError, UnicodeDecodeError) as exc:
+            raise damaged(path, number, exc) from None
+    return Record(head["fingerprint"], tuple(head["tile"]), head["tiles"], done, complete, runs)
 
 
 class Journal:
@@ -112,7 +137,11 @@ class Journal:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.file = open(path, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            self.file = open(path, "a+", encoding="ascii")  # noqa: SIM115
+        except OSError as exc:
+            raise OutputError(f"output {path.removesuffix('.journal')}: its journal {path} "
+                              f"cannot be created ({exc.strerror or exc})") from None
         try:
             fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -124,8 +153,6 @@ class Journal:
     def start(self, fingerprint: dict[str, Any], tile: tuple[int, ...], tiles: int,
               fresh: bool, runs: int) -> None:
         """Begin a run: a new header if `fresh`, else go on after the last whole line."""
-        self.file.seek(0)
-        text = self.file.read()
         if fresh:
             self.file.truncate(0)
             header = {"tilewise": VERSION, "fingerprint": fingerprint, "tile": list(tile),
@@ -133,8 +160,11 @@ class Journal:
             self.file.write(json.dumps(header) + "\n")
             self._sync()
             fsync(os.path.dirname(os.path.abspath(self.path)))
-        elif text and not text.endswith("\n"):  # a line torn by a crash or a full disk
-            self.file.truncate(text.rfind("\n") + 1)  # JSON lines are ASCII: chars are bytes
+        else:
+            self.file.seek(0)
+            text = self.file.read()
+            if text and not text.endswith("\n"):  # a line torn by a crash or a full disk
+                self.file.truncate(text.rfind("\n") + 1)  # JSON lines are ASCII
         self.file.write(json.dumps({"run": runs + 1, "started": time.time()}) + "\n")
         self._sync()
 

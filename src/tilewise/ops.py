@@ -41,6 +41,8 @@ FactorSpec = Factor | Mapping[str, Factor] | Callable[..., Factor | Mapping[str,
 ShapeSpec = (Sequence[int] | Mapping[str, int]
              | Callable[..., Sequence[int] | Mapping[str, int]] | None)
 AxesSpec = str | Sequence[str] | Mapping[str, str | None] | None
+#: What an op does with values its integer output dtype cannot hold (see `OpNode._cast`).
+CASTS = ("check", "clip", "unsafe")
 
 
 class Op:
@@ -50,11 +52,14 @@ class Op:
                  dtype: Any = None, outputs: int = 1, meta: MetaSpec | Sequence[MetaSpec] = None,
                  name: str | None = None, factor: FactorSpec = None, shape: ShapeSpec = None,
                  axes: AxesSpec = None, blocks: Sequence[int] | Mapping[str, int] | None = None,
-                 footprint: Callable[[Box], Box | Sequence[Box]] | None = None) -> None:
+                 footprint: Callable[[Box], Box | Sequence[Box]] | None = None,
+                 cast: str = "check") -> None:
         if not callable(func):
             raise ParameterError(f"op function {func!r} is not callable")
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
             raise ParameterError(f"outputs= must be a positive integer, not {outputs!r}")
+        if cast not in CASTS:
+            raise ParameterError(f"cast={cast!r} must be one of {', '.join(CASTS)}")
         if footprint is not None and not callable(footprint):
             raise ParameterError(f"footprint= must be a function of the output region, "
                                  f"not {footprint!r}")
@@ -68,6 +73,7 @@ class Op:
         self.axes = axes
         self.blocks = blocks
         self.footprint = footprint
+        self.cast = cast
         self.name = name or getattr(func, "__name__", type(func).__name__)
         functools.update_wrapper(self, func)
         self.wants_tile = _takes(func, "tile")
@@ -108,7 +114,7 @@ class Op:
         metas = _metas(self.meta, self.outputs, [base, *(i.meta for i in inputs[1:])],
                        self.name, [i.meta for i in inputs])
         node = OpNode(inputs, self, self.name, links, dict(params), dtypes, metas,
-                      self.wants_tile, shape, out_axes, blocks, self.footprint)
+                      self.wants_tile, shape, out_axes, blocks, self.footprint, self.cast)
         out = tuple(Image(node, i) for i in range(self.outputs))
         return out if self.outputs > 1 else out[0]
 
@@ -121,7 +127,8 @@ def op(func: Callable[..., Any] | None = None, *, margin: Margin = 0, dtype: Any
     `margin` is an int (every spatial axis), a per-axis dict, or a function of the op's
     parameters returning either. `dtype` and `meta` may be lists, one per output. `factor`,
     `shape`, `axes`, `blocks` and `footprint` declare an output grid other than the input's
-    (see the module docstring).
+    (see the module docstring). Values outside an integer `dtype` are refused with a
+    `TileError`, unless `cast="clip"` (clip them) or `cast="unsafe"` (wrap, as NumPy does).
     """
     def wrap(f: Callable[..., Any]) -> Op:
         return Op(f, margin=margin, dtype=dtype, outputs=outputs, meta=meta, name=name, **grid)
@@ -133,12 +140,12 @@ def map(func: Callable[..., Any], *images: Any, margin: Margin = 0, dtype: Any =
         outputs: int = 1, meta: MetaSpec | Sequence[MetaSpec] = None,
         name: str | None = None, factor: FactorSpec = None, shape: ShapeSpec = None,
         axes: AxesSpec = None, blocks: Sequence[int] | Mapping[str, int] | None = None,
-        footprint: Callable[[Box], Box | Sequence[Box]] | None = None,
+        footprint: Callable[[Box], Box | Sequence[Box]] | None = None, cast: str = "check",
         **params: Any) -> Image | tuple[Image, ...]:
     """Apply `func` tile by tile to `images`; the functional form of `op`."""
     return Op(func, margin=margin, dtype=dtype, outputs=outputs, meta=meta, name=name,
-              factor=factor, shape=shape, axes=axes, blocks=blocks,
-              footprint=footprint)(*images, **params)
+              factor=factor, shape=shape, axes=axes, blocks=blocks, footprint=footprint,
+              cast=cast)(*images, **params)
 
 
 def open(path: Any, *, axes: str | Sequence[str] | None = None) -> Image:

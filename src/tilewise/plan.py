@@ -7,8 +7,9 @@ units of the sink chunks (and source blocks, when that is cheap), while
 
     workers * bytes_per_pixel * window_pixels(tile) + queued * output_bytes(tile) <= budget
 
-where `queued` counts finished tiles waiting for a single-writer sink such as GeoTIFF. Each tile
-covers whole sink chunks, so no two tiles ever write the same chunk.
+where `queued` counts finished tiles waiting for the driver to write them (sinks that workers
+cannot write in parallel, such as an array in memory). Each tile covers whole sink chunks of
+every output, so no two tiles ever write the same chunk.
 """
 
 from __future__ import annotations
@@ -139,10 +140,7 @@ def resolve_tile(tile: int | Mapping[str, int] | Sequence[int] | None,
     out = []
     for a, n in zip(axes, shape, strict=True):
         if a in given:
-            k = count(given[a], f"tile[{a!r}]", ParameterError)
-            if k < 1:
-                raise ParameterError(f"tile[{a!r}] must be at least 1, not {k}")
-            out.append(min(n, k))
+            out.append(min(n, count(given[a], f"tile[{a!r}]", ParameterError, least=1)))
         else:
             out.append(n if a in UNSPLIT or a in SPATIAL else 1)
     return tuple(out)

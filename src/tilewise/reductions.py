@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from . import fingerprints
 from .errors import ParameterError
 from .exact import ExactSum, TileSum, tile_sum
 from .graph import DRIVER, Image
+from .pipeline import Pipeline
 
 MOMENTS = ("sum", "mean", "var", "std", "count")
 EXTREMES = ("min", "max")
@@ -84,6 +86,16 @@ class Value:
 
     def select(self, result: Any) -> Any:
         return result if self.key is None else result[self.key]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the value is, not what it computes to: a reduction is an exact function of
+        its image, so its definition identifies it, and a finished output is recognised (or
+        a changed one refused) before any reduction sweep runs."""
+        red = self.reduction
+        return {"reduction": red.kind, "key": self.key, "axis": red.axis,
+                "nodata": fingerprints.jsonable(red.nodata), "q": fingerprints.jsonable(red.q),
+                "bins": fingerprints.jsonable(red.bins), "ddof": red.ddof,
+                "image": [n.fingerprint() for n in Pipeline.of([red.image]).nodes]}
 
     def compute(self, *, executor: str | None = None, workers: int | None = None,
                 memory: int | str | None = None, tile: Any = None) -> Any:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from ..errors import ParameterError
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,29 @@ BUILTINS: dict[str, Builtin] = {}
 
 
 def builtin(halo: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a function as a built-in op under its own name."""
+    """Register a function as a built-in op under its own name; a misspelled or missing
+    parameter is a `ParameterError` naming the op and its parameters, as in pipeline files."""
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
-        BUILTINS[func.__name__] = Builtin(func.__name__, func, halo)
-        return func
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def checked(*images: Any, **params: Any) -> Any:
+            try:
+                signature.bind(*images, **params)
+            except TypeError as exc:
+                entry = BUILTINS[func.__name__]
+                unknown = [k for k in params if k not in entry.params]
+                missing = [k for k, (_, default) in entry.params.items()
+                           if default is inspect.Parameter.empty and k not in params]
+                problem = (f"has no parameter {unknown[0]!r}" if unknown else
+                           f"takes {entry.inputs} image(s), not {len(images)}"
+                           if len(images) != entry.inputs else
+                           f"needs the parameter {missing[0]!r}" if missing else str(exc))
+                raise ParameterError(f"op {func.__name__!r} {problem}; its parameters are "
+                                     f"{', '.join(entry.params) or 'none'}") from None
+            return func(*images, **params)
+
+        BUILTINS[func.__name__] = Builtin(func.__name__, checked, halo)
+        return checked
 
     return register

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import graph
+from .. import graph, journal
 from ..errors import BudgetError, ParameterError
 from ..executors import Executor
 from ..graph import Image
@@ -35,6 +35,7 @@ from ..io.gdal import configure_gdal
 from ..pipeline import Pipeline
 from ..plan import Plan, resolve_tile
 from ..reductions import Reduction, Value
+from ..regions import TileGrid
 from . import outputs, sizing
 from .loop import check_sendable
 from .options import Options, budget_bytes
@@ -77,8 +78,13 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
     """
     options = Options.of(executor, workers, memory, tile, overwrite, progress, on_error)
     with quiet_nan_warnings():
-        planned = _prepare(images, paths, options)
-        return write(planned.pipeline, planned.sinks, planned.plan, options)
+        checked = _check(images, paths, options)
+        finished = _finished(checked, options)
+        if finished is not None:
+            return finished
+        planned = _plan(checked, options)
+        return write(planned.pipeline, planned.sinks, planned.plan, options,
+                     described=checked.pipeline)
 
 
 def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
@@ -92,11 +98,22 @@ def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
     """
     options = Options.of(executor, workers, memory, tile, overwrite, progress=False)
     with quiet_nan_warnings():
-        return _prepare(images, paths, options, sample=True)
+        return _plan(_check(images, paths, options, planning=True), options, sample=True)
 
 
-def _prepare(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any],
-             options: Options, sample: bool = False) -> Planned:
+@dataclass(frozen=True)
+class _Checked:
+    """A run's outputs, checked: the pipeline with its lazy values unresolved (which is what
+    identifies it in the journals), the output paths, and the tile shape if already known."""
+
+    pipeline: Pipeline
+    paths: list[str]
+    tile: tuple[int, ...] | None
+    tile_from: str
+
+
+def _check(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any],
+           options: Options, planning: bool = False) -> _Checked:
     imgs = [images] if isinstance(images, Image) else list(images)
     outs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if len(imgs) != len(outs) or not imgs:
@@ -107,20 +124,46 @@ def _prepare(images: Image | Sequence[Image], paths: str | os.PathLike | Sequenc
     outs = [os.path.abspath(os.fspath(p)) for p in outs]
     unbound = Pipeline.of(imgs)
     grids = unbound.grids  # outputs on unrelated grids are refused before anything else
-    outputs.check(unbound, outs, options.overwrite, planning=sample)
+    outputs.check(unbound, outs, options.overwrite, planning=planning)
     check_sendable(unbound, options.runner)
     configure_gdal()
     tiles, tile_from = resolve_tile(options.tile, grids.shape, grids.axes), "tile="
     if tiles is None and not options.overwrite:
         tiles, tile_from = outputs.journaled_tile(outs, grids.shape), "the journal"
+    return _Checked(unbound, outs, tiles, tile_from if tiles is not None else "planned")
+
+
+def _finished(checked: _Checked, options: Options) -> Report | None:
+    """A report of nothing to do when every output is complete by this very pipeline (a
+    changed one is refused here), found before any reduction sweep or probe runs."""
+    if options.overwrite or checked.tile is None:
+        return None
+    sinks = outputs.sinks(checked.pipeline, checked.paths, checked.tile)
+    if not all(s.resumable for s in sinks):
+        return None
+    prints = journal.fingerprints(checked.pipeline, sinks, checked.tile)
+    tiles = TileGrid(checked.pipeline.shape, checked.tile)
+    states = [journal.state(s, fp, len(tiles), False) for s, fp in zip(sinks, prints,
+                                                                       strict=True)]
+    if not all(st.action == "done" and st.complete for st in states):
+        return None
+    return Report(0, dict(zip(checked.pipeline.axes, checked.tile, strict=True)),
+                  options.runner.name, options.runner.workers, options.budget, 0.0,
+                  resumed=len(tiles))
+
+
+def _plan(checked: _Checked, options: Options, sample: bool = False) -> Planned:
+    """Resolve the lazy values (or stand in for them when only planning), then fit tiles."""
+    unbound = checked.pipeline
     reductions = tuple({id(v.reduction): v.reduction for v in outputs.values(unbound)}.values())
     reducing = dataclasses.replace(options, tile=None)
-    pipeline = Pipeline.of(bind(imgs, sampled if sample else resolver(reducing)))
-    sinks = outputs.sinks(pipeline, outs, tiles)
-    planned = sizing.fit(pipeline, sinks, options.budget, options.runner, tiles,
-                         tile_from=tile_from)
+    pipeline = Pipeline.of(bind(list(unbound.outputs),
+                                sampled if sample else resolver(reducing)))
+    sinks = outputs.sinks(pipeline, checked.paths, checked.tile)
+    planned = sizing.fit(pipeline, sinks, options.budget, options.runner, checked.tile,
+                         tile_from=checked.tile_from)
     return Planned(pipeline, sinks, planned, options.runner, options.budget, reductions,
-                   tile_from if tiles is not None else "planned")
+                   checked.tile_from)
 
 
 def compute(image: Image, *, executor: str | Executor | None = None, workers: int | None = None,

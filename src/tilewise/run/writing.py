@@ -31,15 +31,21 @@ from .results import Report
 from .tilejob import Failed, TileWork
 
 
-def write(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, options: Options) -> Report:
-    """Run the tiles no earlier run finished, journal each, then move outputs into place."""
+def write(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, options: Options,
+          described: Pipeline | None = None) -> Report:
+    """Run the tiles no earlier run finished, journal each, then move outputs into place.
+
+    `described` is the pipeline as the user built it, lazy values unresolved, whose
+    fingerprints the journals keep (default: `pipeline`).
+    """
     started = time.perf_counter()
     journals: dict[int, journal.Journal] = {}
     try:
         for i, sink in enumerate(sinks):
             if sink.resumable:  # locked before anything is decided or touched
                 journals[i] = journal.Journal(journal.path_of(sink.path))
-        tiles = OutputPass(pipeline, tuple(sinks), plan, options, journals).run()
+        tiles = OutputPass(pipeline, tuple(sinks), plan, options, journals,
+                           described or pipeline).run()
     finally:
         for log in journals.values():
             log.close()
@@ -53,11 +59,12 @@ class OutputPass:
     """One pass over the tiles for the outputs that need it."""
 
     def __init__(self, pipeline: Pipeline, sinks: tuple[Sink, ...], plan: Plan,
-                 options: Options, journals: dict[int, journal.Journal]) -> None:
+                 options: Options, journals: dict[int, journal.Journal],
+                 described: Pipeline) -> None:
         self.pipeline, self.sinks, self.plan, self.options = pipeline, sinks, plan, options
         self.journals = journals
         tiles = len(plan.grid)
-        self.prints = journal.fingerprints(pipeline, sinks, plan.grid.tile)
+        self.prints = journal.fingerprints(described, sinks, plan.grid.tile)
         self.states = [journal.state(sink, fp, tiles, options.overwrite) if sink.resumable
                        else journal.State("fresh", np.zeros(tiles, bool))
                        for sink, fp in zip(sinks, self.prints, strict=True)]
