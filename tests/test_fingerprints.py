@@ -1,5 +1,7 @@
 """Every node type owns its fingerprint: any change that alters pixels refuses a resume."""
 
+import ast
+import pathlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -100,12 +102,9 @@ def test_a_node_type_must_say_what_identifies_it():
         Silent(())
 
 
-def test_the_package_imports_no_module_in_a_cycle():
-    """Walk every import statement of the package (module level and inside functions) and
-    find no cycle among its modules."""
-    import ast
-    import pathlib
-
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, from every import statement (at module
+    level and inside functions)."""
     root = pathlib.Path(tw.__file__).parent
     modules = {}
     for path in root.rglob("*.py"):
@@ -116,8 +115,9 @@ def test_the_package_imports_no_module_in_a_cycle():
     for name, (path, package) in modules.items():
         base = name if package else name.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.ImportFrom):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
                 anchor = base
                 for _ in range(node.level - 1):
                     anchor = anchor.rpartition(".")[0]
@@ -127,25 +127,37 @@ def test_the_package_imports_no_module_in_a_cycle():
                 # graph; `from . import compute` would need the package itself.
                 targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in modules else stem
                            for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            for target in targets:
-                if target in modules and target != name:
-                    edges[name].add(target)
+            else:
+                continue
+            edges[name] |= {t for t in targets if t in modules and t != name}
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     state: dict[str, int] = {}
 
-    def visit(name: str, path: list[str]) -> None:
+    def visit(name: str, path: list[str]) -> list[str] | None:
         state[name] = 1
         for nxt in sorted(edges[name]):
             if state.get(nxt) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*path, name, nxt]))
-            if nxt not in state:
-                visit(nxt, [*path, name])
+                return [*path, name, nxt]
+            found = visit(nxt, [*path, name]) if nxt not in state else None
+            if found:
+                return found
         state[name] = 2
+        return None
 
-    for name in sorted(modules):
-        if name not in state:
-            visit(name, [])
+    for name in sorted(edges):
+        found = visit(name, []) if name not in state else None
+        if found:
+            return found
+    return None
+
+
+def test_the_package_imports_no_module_in_a_cycle():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     done = subprocess.run([sys.executable, "-c", "import tilewise"], capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr

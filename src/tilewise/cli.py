@@ -16,6 +16,7 @@ from dask.utils import format_bytes
 
 from .errors import OutputError, RunFailure, TilewiseError
 from .executors import EXECUTORS
+from .run.results import Report
 
 
 def _size_on_disk(path: str) -> int:
@@ -117,6 +118,18 @@ def hint(exc: RunFailure) -> str:
             "you change the pipeline to fix this, add --overwrite to start over")
 
 
+def summary(report: Report, paths: Sequence[str]) -> list[str]:
+    """What `tilewise run` prints when it is done."""
+    if report.tiles == 0 and report.resumed:
+        return [f"all {len(paths)} output(s) are already complete ({report.resumed} tiles, "
+                "done by an earlier run); nothing to do (--overwrite computes them again)"]
+    tile = " x ".join(f"{n} {a}" for a, n in report.tile.items())
+    resumed = f" ({report.resumed} done by an earlier run)" if report.resumed else ""
+    return [f"wrote {len(paths)} output(s) in {report.seconds:.1f} s: {report.tiles} tiles of "
+            f"{tile}{resumed}, {report.executor} x {report.workers}",
+            *(f"  {path}" for path in paths)]
+
+
 def run(args: argparse.Namespace) -> int:
     from . import spec as pipeline_file
     from .run import save
@@ -146,16 +159,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"tilewise: interrupted ({RESUME})", file=sys.stderr)
         return 130
-    tile = " x ".join(f"{n} {a}" for a, n in report.tile.items())
-    if not args.quiet and report.tiles == 0 and report.resumed:
-        print(f"all {len(spec.paths)} output(s) are already complete; nothing to do "
-              "(--overwrite computes them again)")
-    elif not args.quiet:
-        resumed = f" ({report.resumed} done by an earlier run)" if report.resumed else ""
-        print(f"wrote {len(spec.paths)} output(s) in {report.seconds:.1f} s: {report.tiles} "
-              f"tiles of {tile}{resumed}, {report.executor} x {report.workers}")
-        for path in spec.paths:
-            print(f"  {path}")
+    if not args.quiet:
+        print("\n".join(summary(report, spec.paths)))
     if args.preview:
         from .preview import render
 
