@@ -7,6 +7,9 @@ A sink writes into a staging path (`NAME.partial`) that survives a failed or kil
 that the run can resume (see `journal`); `write` returns only once the tile is durable (flushed
 and fsynced where the filesystem allows), and `commit` moves the finished output into place in
 one rename, so nothing at the final path ever looks complete but is not.
+
+Each names its format (the registry's name for it, see `registry`) and the bytes of per-process
+cache its library keeps (GDAL's block cache), which the run plans into the memory budget.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import numpy as np
 
 from ..errors import OutputExistsError
 from ..regions import Box
+from . import fingerprint as fingerprints
 
 
 @dataclass(frozen=True, eq=False)
 class Source(ABC):
-    """A readable n-d array: a file on disk or an array in memory."""
+    """A readable n-d array: a file on disk (or at a URL) or an array in memory."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -36,8 +40,24 @@ class Source(ABC):
     meta: Mapping[str, Any] = field(default_factory=dict)
     path: str | None = None
 
-    #: Whether reading goes through GDAL, whose block cache then counts against the budget.
+    #: The registry's name of the format this source reads.
+    format: ClassVar[str] = ""
+    #: Bytes of cache each process reading this source keeps besides `io.blocks` (GDAL's).
+    cache_bytes: ClassVar[int] = 0
+    #: Whether reading goes through GDAL: `cache_bytes > 0` says the same, and replaces it.
     uses_gdal: ClassVar[bool] = False
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file or folder this source reads: its one `path`, or none for an array. A
+        source spanning many files (a stack) names them all, so that its fingerprint covers
+        them and an output replacing any of them is refused."""
+        return () if self.path is None else (self.path,)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """A JSON-able identity of the source's content, cheap to compute (see `fingerprint`):
+        a resumed run compares it to the one recorded, and a changed format shows in it."""
+        return {"source": self.path, "format": self.format, **fingerprints.of_files(self.paths)}
 
     @abstractmethod
     def read(self, box: Box) -> np.ndarray:
@@ -66,8 +86,10 @@ class Sink(ABC):
     parallel_writes: ClassVar[bool] = False
     #: Whether the staged output survives a failed run, to be resumed (files do, memory not).
     resumable: ClassVar[bool] = True
+    #: Bytes of cache the writing process keeps for this format (GDAL's block cache).
+    cache_bytes: ClassVar[int] = 0
+    #: Whether writing goes through GDAL: `cache_bytes > 0` says the same, and replaces it.
     uses_gdal: ClassVar[bool] = False
-    suffixes: ClassVar[tuple[str, ...]] = ()
 
     @property
     def staging(self) -> str:
