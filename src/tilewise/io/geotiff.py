@@ -60,7 +60,7 @@ class _Silence(logging.Filter):
 def tiff_planes(path: str) -> int:
     """How many full-resolution images a TIFF holds: the planes of all its series (tifffile
     groups pages into series, and a series' overviews into its levels), or 1 when tifffile
-    cannot parse it (GDAL then says what is wrong)."""
+    cannot parse it (GDAL then says what is wrong). Imported here: it is needed only for TIFFs."""
     import tifffile
 
     # tifffile logs a warning for tags it cannot parse (GDAL_NODATA of -3.4e38 in a float32
