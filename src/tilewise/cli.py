@@ -38,7 +38,7 @@ def info(path: str) -> list[str]:
     import rasterio
 
     from . import open as open_image
-    from .io.geotiff import GeoTIFFSource
+    from .io.gdal import GDALSource
 
     image = open_image(path)
     meta = image.meta
@@ -56,7 +56,7 @@ def info(path: str) -> list[str]:
         lines.append(f"bands      {', '.join(meta['band_names'])}")
     lines.append(f"on disk    {format_bytes(_size_on_disk(path))}")
     source = image.node.source
-    if isinstance(source, GeoTIFFSource):
+    if isinstance(source, GDALSource):
         with rasterio.open(source.path) as ds:
             factors = ds.overviews(1)
         lines.append(f"overviews  {', '.join(f'1/{f}' for f in factors) or 'none'}")

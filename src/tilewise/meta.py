@@ -2,27 +2,103 @@
 
 Metadata is a plain dict with well-known keys (`crs`, `transform`, `nodata`, `band_names`) and
 whatever else a reader found. Functions here derive new dicts; nothing mutates one in place.
+
+Entries tied to the pixel grid are *fields*: each registered `Field` knows how its value follows
+a window (`shift`), a change of pixel size (`scale`), and how it is stored as JSON (in Zarr
+attributes). The affine transform and the CRS are the built-in fields; another kind of
+georeference (a FITS WCS) registers its own with `register`, so this module assumes no rasterio:
+the built-in fields import rasterio and affine only when one of their values is handled.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from affine import Affine
-from rasterio.crs import CRS
+from .errors import ParameterError
+
+
+def _same(value: Any, _: Mapping[str, Any]) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Field:
+    """How one grid-bound metadata entry (never None when these are called) follows the grid.
+
+    `shift(value, offsets)`: the value for a window starting at `offsets` (pixels per axis name).
+    `scale(value, factors)`: the value for pixels `factors` times as large per axis name (output
+    pixel o covers input pixels [o*f, (o+1)*f)), the origin kept.
+    `to_json` / `from_json`: a JSON-safe form and back. Every axis of the image is in `offsets`
+    and `factors`.
+    """
+
+    key: str
+    to_json: Callable[[Any], Any]
+    from_json: Callable[[Any], Any]
+    shift: Callable[[Any, Mapping[str, int]], Any] = _same
+    scale: Callable[[Any, Mapping[str, Fraction]], Any] = _same
+
+
+FIELDS: dict[str, Field] = {}
+
+
+def register(field: Field) -> None:
+    """Make `field.key` a grid-bound entry (a later registration of the same key replaces it)."""
+    FIELDS[field.key] = field
+
+
+def _transform_shift(transform: Any, offsets: Mapping[str, int]) -> Any:
+    from affine import Affine
+
+    x, y = offsets.get("x", 0), offsets.get("y", 0)
+    return transform @ Affine.translation(x, y) if x or y else transform
+
+
+def _transform_scale(transform: Any, factors: Mapping[str, Fraction]) -> Any:
+    from affine import Affine
+
+    fx, fy = factors.get("x", Fraction(1)), factors.get("y", Fraction(1))
+    return transform @ Affine.scale(float(fx), float(fy)) if fx != 1 or fy != 1 else transform
+
+
+def _transform_from_json(value: Any) -> Any:
+    from affine import Affine
+
+    return Affine(*value)
+
+
+def _crs_to_json(crs: Any) -> str:
+    from rasterio.crs import CRS
+
+    return CRS.from_user_input(crs).to_wkt()
+
+
+def _crs_from_json(value: Any) -> Any:
+    from rasterio.crs import CRS
+
+    return CRS.from_user_input(value)
+
+
+register(Field("crs", _crs_to_json, _crs_from_json))
+register(Field("transform", lambda t: list(t)[:6], _transform_from_json,
+               _transform_shift, _transform_scale))
+
+
+def known_keys() -> tuple[str, ...]:
+    """The metadata keys tilewise knows: the registered fields', nodata and band names."""
+    return (*FIELDS, "nodata", "band_names")
 
 
 def sliced(meta: Mapping[str, Any], axes: tuple[str, ...], starts: tuple[int, ...],
            band_index: int | slice | None) -> dict[str, Any]:
     """Metadata of a window starting at `starts`: the transform shifted, band names cut."""
-    out = dict(meta)
     offsets = dict(zip(axes, starts))
-    transform = meta.get("transform")
-    if transform is not None and (offsets.get("x", 0) or offsets.get("y", 0)):
-        out["transform"] = transform @ Affine.translation(offsets.get("x", 0), offsets.get("y", 0))
+    out = {key: FIELDS[key].shift(value, offsets) if key in FIELDS and value is not None
+           else value for key, value in meta.items()}
     names = meta.get("band_names")
     if names is not None and band_index is not None:
         picked = names[band_index]
@@ -32,12 +108,20 @@ def sliced(meta: Mapping[str, Any], axes: tuple[str, ...], starts: tuple[int, ..
 
 def rescaled(meta: Mapping[str, Any], axes: tuple[str, ...],
              factors: Mapping[str, Fraction]) -> dict[str, Any]:
-    """Metadata of a grid whose pixel covers `factors[axis]` input pixels along each axis."""
-    out = dict(meta)
-    transform = meta.get("transform")
-    if transform is not None:
-        out["transform"] = transform * Affine.scale(float(factors.get("x", 1)),
-                                                    float(factors.get("y", 1)))
+    """Metadata of an image whose pixel o covers pixels [o*f, (o+1)*f) of this one along each
+    axis named in `factors` (others keep their scale): the transform's pixels grow by f, its
+    origin stays. Band names survive only while the bands do (no factor other than 1 on 'c')."""
+    unknown = sorted(set(factors) - set(axes))
+    if unknown:
+        raise ParameterError(f"scale factors name axes {unknown} that the image {axes} lacks")
+    scale = {a: Fraction(factors.get(a, 1)) for a in axes}
+    bad = {a: f for a, f in scale.items() if f <= 0}
+    if bad:
+        raise ParameterError(f"scale factors must be positive, not {bad}")
+    out = {key: FIELDS[key].scale(value, scale) if key in FIELDS and value is not None
+           else value for key, value in meta.items()}
+    if out.get("band_names") is not None and scale.get("c", 1) != 1:
+        out["band_names"] = None
     return out
 
 
@@ -45,10 +129,8 @@ def to_attrs(meta: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON-safe form of the metadata, for Zarr attributes."""
     attrs: dict[str, Any] = {}
     for key, value in meta.items():
-        if key == "crs":
-            value = None if value is None else CRS.from_user_input(value).to_wkt()
-        elif key == "transform":
-            value = None if value is None else list(value)[:6]
+        if key in FIELDS and value is not None:
+            value = FIELDS[key].to_json(value)
         elif key == "nodata" and isinstance(value, float) and not math.isfinite(value):
             value = str(value)
         elif isinstance(value, tuple):
@@ -59,11 +141,8 @@ def to_attrs(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 def from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of `to_attrs`."""
-    meta = dict(attrs)
-    if meta.get("crs") is not None:
-        meta["crs"] = CRS.from_user_input(meta["crs"])
-    if meta.get("transform") is not None:
-        meta["transform"] = Affine(*meta["transform"])
+    meta = {key: FIELDS[key].from_json(value) if key in FIELDS and value is not None else value
+            for key, value in attrs.items()}
     if isinstance(meta.get("nodata"), str):
         meta["nodata"] = float(meta["nodata"])
     if meta.get("band_names") is not None:
@@ -72,8 +151,8 @@ def from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def same_grid(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
-    """Why two images' georeferences differ, or None when they agree."""
-    for key in ("crs", "transform"):
+    """Why two images' georeferences differ, or None when they agree (or one has none)."""
+    for key in FIELDS:
         if a.get(key) is not None and b.get(key) is not None and a[key] != b[key]:
             return f"their {key} differ ({a[key]} vs {b[key]})"
     return None

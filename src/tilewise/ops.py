@@ -148,9 +148,15 @@ def map(func: Callable[..., Any], *images: Any, margin: Margin = 0, dtype: Any =
               cast=cast)(*images, **params)
 
 
-def open(path: Any, *, axes: str | Sequence[str] | None = None) -> Image:
-    """A lazy image of a GeoTIFF, a Zarr array, a `.npy` file or an in-memory NumPy array."""
-    return Image(SourceNode((), open_source(path, axes)))
+def open(path: Any, *, axes: str | Sequence[str] | None = None, format: str | None = None,
+         **options: Any) -> Image:
+    """A lazy image of a file (GeoTIFF or any GDAL raster, Zarr, `.npy`, or a format a
+    plug-in adds) or of an in-memory NumPy array.
+
+    The format is `format=` if given, else found from the URL scheme, the file's content and
+    its suffix (see `io.registry`); `options` go to the format's opener.
+    """
+    return Image(SourceNode((), open_source(path, axes, format, **options)))
 
 
 def _takes(func: Callable[..., Any], keyword: str) -> bool:

@@ -22,7 +22,7 @@ def sample(path: str, max_size: int = 1024) -> tuple[np.ndarray, float | None]:
     import rasterio
 
     from . import open as open_image
-    from .io.geotiff import GeoTIFFSource
+    from .io.gdal import GDALSource
 
     if max_size < 2:
         raise ParameterError(f"max_size={max_size} must be at least 2")
@@ -32,7 +32,7 @@ def sample(path: str, max_size: int = 1024) -> tuple[np.ndarray, float | None]:
     spatial = image.shape[-2:]
     step = max(1, math.ceil(max(spatial) / max_size))
     out = out_shape(spatial, step)
-    if isinstance(source, GeoTIFFSource):
+    if isinstance(source, GDALSource):
         from rasterio.enums import Resampling
 
         with rasterio.open(source.path) as ds:

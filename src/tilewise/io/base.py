@@ -4,9 +4,15 @@ Both are small picklable values. They hold paths and open files lazily inside wh
 and thread uses them, so a worker process never receives an open file handle.
 
 A sink writes into a staging path (`NAME.partial`) that survives a failed or killed run, so
-that the run can resume (see `journal`); `write` returns only once the tile is durable (flushed
-and fsynced where the filesystem allows), and `commit` moves the finished output into place in
-one rename, so nothing at the final path ever looks complete but is not.
+that the run can resume (see `journal`). `write` hands a tile to the file system and returns;
+`sync` makes it durable (the driver's recorder calls it before journaling the tile), and
+`commit` moves the finished output into place in one rename, so nothing at the final path ever
+looks complete but is not. Sinks whose format workers can write in parallel say so
+(`parallel_writes`: Zarr, `.npy`, and GeoTIFF, which is staged in Zarr); the driver writes the
+others (an array in memory).
+
+Each names its format (the registry's name for it, see `registry`) and the bytes of per-process
+cache its library keeps (GDAL's block cache), which the run plans into the memory budget.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ import numpy as np
 
 from ..errors import OutputExistsError
 from ..regions import Box
+from . import fingerprint as fingerprints
 
 
 @dataclass(frozen=True, eq=False)
 class Source(ABC):
-    """A readable n-d array: a file on disk or an array in memory."""
+    """A readable n-d array: a file on disk (or at a URL) or an array in memory."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -36,37 +43,26 @@ class Source(ABC):
     meta: Mapping[str, Any] = field(default_factory=dict)
     path: str | None = None
 
-    #: Whether reading goes through GDAL, whose block cache then counts against the budget.
-    uses_gdal: ClassVar[bool] = False
+    #: The registry's name of the format this source reads.
+    format: ClassVar[str] = ""
+    #: Bytes of cache each process reading this source keeps besides `io.blocks` (GDAL's).
+    cache_bytes: ClassVar[int] = 0
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file or folder this source reads: its one `path`, or none for an array. A
+        source spanning many files (a stack) names them all, so that its fingerprint covers
+        them and an output replacing any of them is refused."""
+        return () if self.path is None else (self.path,)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """A JSON-able identity of the source's content, cheap to compute (see `fingerprint`):
+        a resumed run compares it to the one recorded, and a changed format shows in it."""
+        return {"source": self.path, "format": self.format, **fingerprints.of_files(self.paths)}
 
     @abstractmethod
     def read(self, box: Box) -> np.ndarray:
         """The pixels of `box`, as an array the caller may not write to."""
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What identifies the source's content, cheaply (see `journal`)."""
-        from ..fingerprints import array_digest
-        if self.path is None:
-            return {"content": array_digest(np.asarray(self.read(Box.of_shape(self.shape))))}
-        import hashlib
-        path = self.path
-        if os.path.isdir(path):
-            files = sorted(os.path.join(root, f) for root, _, names in os.walk(path)
-                           for f in names)
-            stats = [os.stat(f) for f in files]
-            digest = hashlib.sha256()
-            for f, st in zip(files, stats, strict=True):
-                digest.update(f"{os.path.relpath(f, path)}:{st.st_size}:{st.st_mtime_ns}".encode())
-            return {"size": sum(s.st_size for s in stats), "files": len(files),
-                    "check": digest.hexdigest()}
-        st = os.stat(path)
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            digest.update(f.read(1 << 20))
-            if st.st_size > 2 << 20:
-                f.seek(-(1 << 20), os.SEEK_END)
-            digest.update(f.read(1 << 20))
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "check": digest.hexdigest()}
 
     def for_processes(self) -> Source:
         """A form of this source that can be pickled cheaply into worker processes."""
@@ -91,8 +87,8 @@ class Sink(ABC):
     parallel_writes: ClassVar[bool] = False
     #: Whether the staged output survives a failed run, to be resumed (files do, memory not).
     resumable: ClassVar[bool] = True
-    uses_gdal: ClassVar[bool] = False
-    suffixes: ClassVar[tuple[str, ...]] = ()
+    #: Bytes of cache the writing process keeps for this format (GDAL's block cache).
+    cache_bytes: ClassVar[int] = 0
 
     @property
     def staging(self) -> str:

@@ -1,7 +1,9 @@
 """GeoTIFF through rasterio (GDAL): any band count, tiled, compressed, BigTIFF when needed.
 
-A one-band file is an image with axes `("y", "x")`, a multi-band one `("c", "y", "x")`. GDAL
-datasets are not thread-safe, so reads use one dataset per thread.
+A one-band file is an image with axes `("y", "x")`, a multi-band one `("c", "y", "x")`, read
+as any GDAL raster is (see `gdal`). A TIFF is first looked into with tifffile: one holding a
+stack of pages (microscopy Z-stacks, ImageJ and OME-TIFF series) is refused, since GDAL would
+read its first page alone; reduced-resolution pages (overviews) and masks are not planes.
 
 Output is staged, not written into the TIFF tile by tile: GDAL writes a TIFF's tile index only
 when the file is closed, so a killed writer leaves a TIFF whose finished tiles cannot be found,
@@ -13,10 +15,10 @@ the last row is copied the GeoTIFF is renamed to `NAME`. A resumed run copies fr
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,14 +26,14 @@ from typing import Any, ClassVar
 import numpy as np
 import rasterio
 import zarr
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from ..errors import InputError, UnsupportedFormatError
+from ..errors import UnsupportedFormatError
 from ..regions import Box
 from . import handles
 from .base import Finisher, Sink, fsync
-from .blocks import BlockedSource
+from .gdal import GDAL_CACHE, GDALSource, stack_error
+from .location import is_local
 from .zarr_array import create_store, sync_chunks, write_chunks
 
 #: Block side of written GeoTIFFs (GDAL wants a multiple of 16).
@@ -41,56 +43,60 @@ BLOCK = 512
 CREATION_OPTIONS = {"compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer"}
 #: The staging array's codec: fast to write and read back, as it lives only during the run.
 STAGING_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+#: The first bytes of a TIFF and of a BigTIFF, little- and big-endian.
+MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-# Microscopy TIFFs have no georeference, which is no cause for a warning per file. A filter
-# installed once: `warnings.catch_warnings` around each open is not thread-safe, and readers
-# open files in worker threads.
-warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+def is_tiff(path: str, head: bytes) -> bool:
+    """Whether a file starting with `head` is a TIFF, whatever its suffix."""
+    return head[:4] in MAGIC
 
+
+class _Silence(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def tiff_planes(path: str) -> int:
+    """How many full-resolution images a TIFF holds: the planes of all its series (tifffile
+    groups pages into series, and a series' overviews into its levels), or 1 when tifffile
+    cannot parse it (GDAL then says what is wrong). Imported here: it is needed only for TIFFs."""
+    import tifffile
+
+    # tifffile logs a warning for tags it cannot parse (GDAL_NODATA of -3.4e38 in a float32
+    # file), which concern values GDAL reads itself.
+    log = logging.getLogger("tifffile")
+    quiet = _Silence()
+    log.addFilter(quiet)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return sum(math.prod(s.shape) // max(1, math.prod(s.keyframe.shape))
+                       for s in tif.series)
+    except Exception:  # tifffile raises many kinds on a damaged file; GDAL names the damage
+        return 1
+    finally:
+        log.removeFilter(quiet)
 
 
 @dataclass(frozen=True, eq=False)
-class GeoTIFFSource(BlockedSource):
-    uses_gdal: ClassVar[bool] = True
-    @classmethod
-    def open(cls, path: str) -> GeoTIFFSource:
-        try:
-            with rasterio.open(path) as ds:
-                count, height, width = ds.count, ds.height, ds.width
-                by, bx = ds.block_shapes[0]
-                dtype = np.dtype(ds.dtypes[0])
-                meta: dict[str, Any] = {"crs": ds.crs, "transform": ds.transform,
-                                        "nodata": ds.nodata}
-                if any(ds.descriptions):
-                    meta["band_names"] = tuple(d or f"band{i + 1}"
-                                               for i, d in enumerate(ds.descriptions))
-                if len(set(ds.dtypes)) > 1:
-                    raise InputError(f"{path} mixes band data types {set(ds.dtypes)}, "
-                                     "which tilewise cannot hold in one image")
-        except RasterioIOError as exc:
-            raise InputError(f"cannot read {path} as a raster: {exc}") from None
-        if count == 1:
-            return cls((height, width), dtype, ("y", "x"), (by, bx), meta, path)
-        return cls((count, height, width), dtype, ("c", "y", "x"), (count, by, bx), meta, path)
+class GeoTIFFSource(GDALSource):
+    """A single-image TIFF, with or without georeference, one band or many."""
 
-    def read_window(self, box: Box) -> np.ndarray:
-        ds = handles.thread_handle(handles.version(self.path), rasterio.open)
-        rows, cols = box.slices[-2:]
-        window = Window.from_slices(rows, cols)
-        if len(self.shape) == 2:
-            data = ds.read(1, window=window)
-        else:
-            bands = box.slices[0]
-            data = ds.read(list(range(bands.start + 1, bands.stop + 1)), window=window)
-        return data
+    format: ClassVar[str] = "geotiff"
+
+    @classmethod
+    def open(cls, path: str, axes: str | tuple[str, ...] | None = None) -> GDALSource:
+        if is_local(path) and os.path.isfile(path):
+            planes = tiff_planes(path)
+            if planes > 1:
+                raise stack_error(path, planes)
+        return super().open(path, axes)
 
 
 @dataclass(frozen=True, eq=False)
 class GeoTIFFSink(Sink):
-    uses_gdal: ClassVar[bool] = True
+    cache_bytes: ClassVar[int] = GDAL_CACHE
     parallel_writes: ClassVar[bool] = True
-    suffixes: ClassVar[tuple[str, ...]] = (".tif", ".tiff")
 
     @classmethod
     def check(cls, shape: tuple[int, ...], dtype: np.dtype, axes: tuple[str, ...],

@@ -13,6 +13,14 @@ from ..regions import Box
 from . import handles
 from .base import Sink, Source, fsync
 
+#: The first bytes of every .npy file.
+MAGIC = b"\x93NUMPY"
+
+
+def is_npy(path: str, head: bytes) -> bool:
+    """Whether a file starting with `head` is a .npy array, whatever its suffix."""
+    return head.startswith(MAGIC)
+
 
 def _open_read(path: str) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
@@ -20,6 +28,8 @@ def _open_read(path: str) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class NpySource(Source):
+    format: ClassVar[str] = "npy"
+
     @classmethod
     def open(cls, path: str, axes: str | tuple[str, ...] | None) -> NpySource:
         try:
@@ -38,7 +48,6 @@ class NpySource(Source):
 @dataclass(frozen=True, eq=False)
 class NpySink(Sink):
     parallel_writes: ClassVar[bool] = True
-    suffixes: ClassVar[tuple[str, ...]] = (".npy",)
 
     @classmethod
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:

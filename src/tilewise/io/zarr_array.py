@@ -25,10 +25,15 @@ from ..regions import Box
 from . import handles
 from .base import Sink, fsync
 from .blocks import BlockedSource
+from .location import is_local
 
-META_KEYS = ("crs", "transform", "nodata", "band_names")
 #: Pixels per written chunk: 512 x 512 in 2-D, 64 x 64 x 64 in 3-D.
 CHUNK_PIXELS = 512 * 512
+
+
+def is_zarr(path: str, head: bytes) -> bool:
+    """Whether `path` is a folder holding a Zarr array (v3 or v2), whatever its suffix."""
+    return any(os.path.isfile(os.path.join(path, name)) for name in ("zarr.json", ".zarray"))
 
 
 def _open_read(path: str) -> zarr.Array:
@@ -37,9 +42,11 @@ def _open_read(path: str) -> zarr.Array:
 
 @dataclass(frozen=True, eq=False)
 class ZarrSource(BlockedSource):
+    format: ClassVar[str] = "zarr"
+
     @classmethod
     def open(cls, path: str, axes: str | tuple[str, ...] | None) -> ZarrSource:
-        if not os.path.exists(path):
+        if is_local(path) and not os.path.exists(path):
             raise InputError(f"input {path} does not exist")
         try:
             arr = _open_read(path)
@@ -49,7 +56,7 @@ class ZarrSource(BlockedSource):
             names = getattr(arr.metadata, "dimension_names", None)
             names = names or arr.attrs.get("_ARRAY_DIMENSIONS")
             axes = tuple(names) if names and all(names) else None
-        attrs = {k: v for k, v in arr.attrs.asdict().items() if k in META_KEYS}
+        attrs = {k: v for k, v in arr.attrs.asdict().items() if k in metadata.known_keys()}
         return cls(tuple(arr.shape), np.dtype(arr.dtype), parse_axes(axes, arr.ndim, path),
                    tuple(arr.chunks), metadata.from_attrs(attrs), path)
 
@@ -61,7 +68,6 @@ class ZarrSource(BlockedSource):
 @dataclass(frozen=True, eq=False)
 class ZarrSink(Sink):
     parallel_writes: ClassVar[bool] = True
-    suffixes: ClassVar[tuple[str, ...]] = (".zarr",)
 
     @classmethod
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:

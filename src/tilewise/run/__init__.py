@@ -32,6 +32,7 @@ from ..executors import Executor
 from ..graph import Image
 from ..io import ArraySink, Sink
 from ..io.gdal import configure_gdal
+from ..io.location import resolve as resolve_location
 from ..pipeline import Pipeline
 from ..plan import Plan, resolve_tile
 from ..reductions import Reduction, Value
@@ -121,7 +122,7 @@ def _check(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[
     for i, img in enumerate(imgs):
         if not isinstance(img, Image):
             raise ParameterError(f"save: item {i} is a {type(img).__name__}, not a tilewise image")
-    outs = [os.path.abspath(os.fspath(p)) for p in outs]
+    outs = [resolve_location(os.fspath(p)) for p in outs]
     unbound = Pipeline.of(imgs)
     grids = unbound.grids  # outputs on unrelated grids are refused before anything else
     outputs.check(unbound, outs, options.overwrite, planning=planning)

@@ -9,6 +9,7 @@ from .. import journal
 from ..errors import OutputError, OutputExistsError, ParameterError
 from ..graph import OpNode
 from ..io import Sink, sink_class
+from ..io.location import is_local
 from ..pipeline import Pipeline
 from ..reductions import Value
 from ..regions import Box
@@ -21,7 +22,7 @@ def check(pipeline: Pipeline, paths: Sequence[str], overwrite: bool,
     inputs = input_paths(pipeline)
     seen: set[str] = set()
     for path, img in zip(paths, pipeline.outputs, strict=True):
-        real = os.path.realpath(path)
+        real = os.path.realpath(path) if is_local(path) else path
         if real in inputs:
             raise OutputExistsError(f"output {path} is also an input of this pipeline")
         if real in seen:
@@ -48,7 +49,8 @@ def values(pipeline: Pipeline) -> list[Value]:
 
 def input_paths(pipeline: Pipeline) -> set[str]:
     """Every file the run reads, including those read only by reductions feeding op params."""
-    paths = {os.path.realpath(n.source.path) for n in pipeline.sources if n.source.path}
+    paths = {os.path.realpath(p) if is_local(p) else p
+             for n in pipeline.sources for p in n.source.paths}
     found = values(pipeline)
     if found:
         paths |= input_paths(Pipeline.of([v.reduction.image for v in found]))

@@ -1,8 +1,9 @@
 """Fitting a run into its memory budget: fixed costs first, then the tile shape.
 
-Fixed costs come off the budget before tiles: in every process that reads files, GDAL's
-block cache and the cache of decoded halo blocks (`io.blocks`); and, for executors whose
-workers are processes, the baseline of every worker process. What is left is shared by the
+Fixed costs come off the budget before tiles: in every process that reads files, its format
+library's cache (GDAL's block cache, `Source.cache_bytes`) and the cache of decoded halo
+blocks (`io.blocks`); the writer's cache; and, for executors whose workers are processes, the
+baseline of every worker process. What is left is shared by the
 tiles in flight (see `plan.choose`).
 """
 
@@ -20,7 +21,6 @@ from ..errors import BudgetError
 from ..executors import Executor
 from ..io import Sink
 from ..io import blocks as block_reads
-from ..io.gdal import GDAL_CACHE
 from ..pipeline import Pipeline
 from ..plan import Plan, choose, lcm
 
@@ -46,11 +46,12 @@ def fixed_costs(pipeline: Pipeline, sinks: Sequence[Sink], runner: Executor, bud
     """Bytes taken before any tile, and the halo-block cache each reading process gets."""
     workers = runner.workers
     extra = workers if runner.capabilities.process_per_worker else 0
-    readers = (extra or 1) if any(n.source.path for n in pipeline.sources) else 0
-    gdal_readers = readers if any(n.source.uses_gdal for n in pipeline.sources) else 0
-    gdal_writer = 1 if any(s.uses_gdal for s in sinks) else 0
+    readers = (extra or 1) if any(n.source.paths for n in pipeline.sources) else 0
+    # A library's cache (GDAL's) is one per process, however many of its files it reads.
+    library_cache = max((n.source.cache_bytes for n in pipeline.sources), default=0)
+    writer_cache = max((s.cache_bytes for s in sinks), default=0)
     read_cache = min(block_reads.CAPACITY, budget // (8 * max(readers, 1)))
-    fixed = (GDAL_CACHE * (gdal_readers + gdal_writer) + read_cache * readers
+    fixed = ((library_cache + read_cache) * readers + writer_cache
              + WORKER_BASELINE * extra)
     if budget <= fixed:
         raise BudgetError(

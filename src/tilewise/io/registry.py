@@ -1,0 +1,216 @@
+"""The formats tilewise reads and writes, and how an input finds its format.
+
+Each format is a `Format` value: a name, the suffixes and URL schemes it accepts, an optional
+sniffer that recognises its content, an opener and, if it writes, its sink class. The built-in
+ones are listed here; another package adds one through the entry-point group `tilewise.formats`,
+naming a `Format` object, e.g. in its pyproject.toml:
+
+    [project.entry-points."tilewise.formats"]
+    fits = "tilewise_fits:FORMAT"
+
+Plug-ins are imported on the first lookup, once per process (`plugins.cache_clear()` forgets
+them); a built-in name cannot be taken over. An application may also `register` a format for
+its own process.
+
+An input's format is, in this order: the one named by `format=`; for a URL, one that accepts its
+scheme (then its suffix decides among those); for a local file, the first whose sniffer
+recognises its first bytes (a file's content is surer than its name: a `.tif` may be a
+GeoTIFF or an ImageJ stack, a `.dat` a TIFF); else its suffix.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import InputError, ParameterError, UnsupportedFormatError
+from .base import Sink, Source
+from .gdal import GDALSource
+from .geotiff import GeoTIFFSink, GeoTIFFSource, is_tiff
+from .location import VSI, scheme, suffix
+from .npy import NpySink, NpySource, is_npy
+from .zarr_array import ZarrSink, ZarrSource, is_zarr
+
+#: The entry-point group third-party formats register under.
+GROUP = "tilewise.formats"
+#: Bytes a sniffer sees of a file.
+HEAD_BYTES = 512
+#: Remote locations GDAL reads through its virtual file systems.
+GDAL_SCHEMES = ("s3", "gs", "az", "http", "https", VSI)
+
+
+@dataclass(frozen=True)
+class Format:
+    """One format: how to recognise an input of it, open it, and (if writable) write it.
+
+    `open(location, axes, **options)` returns a `Source`; `location` is an absolute path or a
+    URL, `axes` None or the user's axis names. `options` lists the keyword options it takes.
+    `sniff(path, head)` says whether a local file starting with the bytes `head` (b'' for a
+    folder) is of this format; it may raise `UnsupportedFormatError` for content it recognises
+    but cannot read. `folder` says the format is stored as a folder, not a file.
+    """
+
+    name: str
+    open: Callable[..., Source]
+    suffixes: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()
+    sniff: Callable[[str, bytes], bool] | None = None
+    sink: type[Sink] | None = None
+    options: tuple[str, ...] = ()
+    folder: bool = False
+
+
+BUILTINS: tuple[Format, ...] = (
+    Format("geotiff", GeoTIFFSource.open, (".tif", ".tiff"), GDAL_SCHEMES, is_tiff, GeoTIFFSink),
+    Format("zarr", ZarrSource.open, (".zarr",), ("s3", "gs", "http", "https"), is_zarr,
+           ZarrSink, folder=True),
+    Format("npy", NpySource.open, (".npy",), (), is_npy, NpySink),
+    Format("gdal", GDALSource.open,
+           (".vrt", ".img", ".jp2", ".png", ".nc", ".hdf", ".h5", ""), GDAL_SCHEMES),
+)
+
+
+@cache
+def plugins() -> tuple[Format, ...]:
+    """The formats other packages register under `GROUP`, each imported once.
+
+    One that fails to import, is no `Format` or takes a name already taken is left out with a
+    warning naming it, so that a broken plug-in does not stop tilewise reading anything else.
+    """
+    found: list[Format] = []
+    taken = {f.name for f in BUILTINS}
+    for point in entry_points(group=GROUP):
+        try:
+            fmt = point.load()
+        except Exception as exc:  # whatever a third party's import raises
+            warnings.warn(f"tilewise format plug-in {point.name!r} ({point.value}) cannot be "
+                          f"imported, left out: {type(exc).__name__}: {exc}", stacklevel=2)
+            continue
+        if not isinstance(fmt, Format):
+            warnings.warn(f"tilewise format plug-in {point.name!r} ({point.value}) is a "
+                          f"{type(fmt).__name__}, not a tilewise.io.Format; left out",
+                          stacklevel=2)
+        elif fmt.name in taken:
+            warnings.warn(f"tilewise format plug-in {point.name!r} ({point.value}) takes the "
+                          f"name {fmt.name!r} of another format; left out", stacklevel=2)
+        else:
+            taken.add(fmt.name)
+            found.append(fmt)
+    return tuple(found)
+
+
+#: Formats an application registered at run time (`register`), in order.
+REGISTERED: list[Format] = []
+
+
+def register(fmt: Format) -> None:
+    """Add a format for this process: for an application's own format, without a package
+    and an entry point. A name already taken is refused."""
+    if not isinstance(fmt, Format):
+        raise ParameterError(f"register takes a tilewise.io.Format, not {type(fmt).__name__}")
+    if any(f.name == fmt.name for f in formats()):
+        raise ParameterError(f"format name {fmt.name!r} is taken")
+    REGISTERED.append(fmt)
+
+
+def formats() -> tuple[Format, ...]:
+    """Every known format: built-ins first (they win a tie), then registered, then plug-ins."""
+    return BUILTINS + tuple(REGISTERED) + plugins()
+
+
+def by_name(name: str) -> Format:
+    for fmt in formats():
+        if fmt.name == name:
+            return fmt
+    known = ", ".join(f.name for f in formats())
+    raise UnsupportedFormatError(f"unknown format {name!r}; the known formats are {known}")
+
+
+def open_location(location: str, axes: Any, format: str | None,
+                  options: dict[str, Any]) -> Source:
+    """The source for `location` (an absolute path or a URL) in its format (see above)."""
+    fmt = by_name(format) if format is not None else None
+    url = scheme(location)
+    if url is not None:
+        fmt = fmt or _for_url(location, url)
+        if url not in fmt.schemes:
+            raise UnsupportedFormatError(
+                f"cannot read {location}: format {fmt.name!r} does not read {url} locations")
+    else:
+        fmt = _for_local(location, fmt)
+    unknown = sorted(set(options) - set(fmt.options))
+    if unknown:
+        valid = ", ".join(fmt.options) or "none"
+        raise ParameterError(f"format {fmt.name!r} takes no option {unknown[0]!r} "
+                             f"(for {location}; its options: {valid})")
+    return fmt.open(location, axes, **options)
+
+
+def _for_url(location: str, url: str) -> Format:
+    accepting = [f for f in formats() if url in f.schemes]
+    if not accepting:
+        raise UnsupportedFormatError(f"cannot read {location}: no format reads {url} locations")
+    for fmt in accepting:
+        if suffix(location) in fmt.suffixes:
+            return fmt
+    names = ", ".join(f.name for f in accepting)
+    raise UnsupportedFormatError(
+        f"cannot read {location}: no format reads {url} locations with suffix "
+        f"{suffix(location)!r} (formats reading {url}: {names}); name one with format=")
+
+
+def _for_local(path: str, fmt: Format | None) -> Format:
+    if not os.path.lexists(path):
+        raise InputError(f"input {path} does not exist")
+    folder = os.path.isdir(path)
+    if fmt is None:
+        head = b"" if folder else _head(path)
+        fmt = next((f for f in formats() if f.sniff is not None and f.sniff(path, head)), None)
+    if fmt is None and folder:
+        fmt = next((f for f in formats() if f.folder and suffix(path) in f.suffixes), None)
+        if fmt is None:
+            raise InputError(f"input {path} is a directory that no format reads (a Zarr array "
+                             "holds a zarr.json or .zarray file)")
+    if fmt is None:
+        fmt = _by_suffix(path, formats(), "read")
+    if folder and not fmt.folder:
+        raise InputError(f"input {path} is a directory; format {fmt.name!r} reads files")
+    return fmt
+
+
+def _head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(HEAD_BYTES)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _by_suffix(path: str, candidates: tuple[Format, ...], verb: str) -> Format:
+    end = suffix(path)
+    for fmt in candidates:
+        if end in fmt.suffixes:
+            return fmt
+    known = "; ".join(f"{f.name} ({', '.join(s for s in f.suffixes if s)})"
+                      for f in candidates)
+    raise UnsupportedFormatError(
+        f"cannot {verb} {path}: unknown suffix {end!r} (known: {known}); name one with format=")
+
+
+def sink_class(path: str, format: str | None = None) -> type[Sink]:
+    """The sink class that writes `path`: that of the format named, else of its suffix."""
+    writers = tuple(f for f in formats() if f.sink is not None)
+    if format is None:
+        fmt = _by_suffix(path, writers, "write")
+    else:
+        fmt = by_name(format)
+        if fmt.sink is None:
+            names = ", ".join(f.name for f in writers)
+            raise UnsupportedFormatError(f"cannot write {path}: format {fmt.name!r} is read "
+                                         f"only (formats that write: {names})")
+    return fmt.sink
