@@ -147,3 +147,31 @@ def test_plan_says_the_tile_came_from_the_journal(tmp_path):
     done = tilewise("plan", tmp_path / "p.yaml", "--memory", "1MiB", cwd=tmp_path)
     assert done.returncode == 2
     assert "(from the journal)" in done.stderr and "pass overwrite" in done.stderr
+
+
+def test_overwrite_replaces_only_what_tilewise_wrote(tmp_path):
+    img = tw.open(np.ones((8, 8), "float32"))
+    precious = tmp_path / "precious.zarr"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "sub" / "notes.txt").write_text("three years of field notes")
+    with pytest.raises(tw.OutputError, match=r"precious\.zarr is a folder that tilewise did "
+                                             r"not write"):
+        tw.save(img, precious, overwrite=True)
+    assert (precious / "sub" / "notes.txt").read_text() == "three years of field notes"
+    import zarr
+
+    zarr.create_array(tmp_path / "foreign.zarr", shape=(8, 8), dtype="float32")
+    with pytest.raises(tw.OutputError, match="did not write"):
+        tw.save(img, tmp_path / "foreign.zarr", overwrite=True)
+    (tmp_path / "fake.tif").write_text("not a TIFF")
+    with pytest.raises(tw.OutputError, match=r"fake\.tif is a file that tilewise did not"):
+        tw.save(img, tmp_path / "fake.tif", overwrite=True)
+    # What tilewise wrote, and plain files of the output's format, are replaced.
+    tw.save(img, tmp_path / "ours.zarr")
+    (tmp_path / "ours.zarr.journal").unlink()
+    tw.save(tw.map(np.negative, img), tmp_path / "ours.zarr",
+            overwrite=True)
+    np.save(tmp_path / "plain.npy", np.zeros((3, 3)))
+    tw.save(img, tmp_path / "plain.npy", overwrite=True)
+    assert np.load(tmp_path / "plain.npy").shape == (8, 8)
+    assert tw.open(tmp_path / "ours.zarr").compute()[0, 0] == -1

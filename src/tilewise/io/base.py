@@ -100,6 +100,12 @@ class Sink(ABC):
         """Raise a `TilewiseError` if this format cannot hold such an image."""
 
     @classmethod
+    def owns(cls, path: str) -> bool:
+        """Whether `path` holds something this format's sink could have written, so that
+        `overwrite` may replace it; a folder or a file of another kind is never replaced."""
+        return False
+
+    @classmethod
     @abstractmethod
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
         """The chunk shape this format is written in; tiles are whole multiples of it."""
@@ -160,6 +166,15 @@ class Finisher(ABC):
     @abstractmethod
     def cancel(self) -> None:
         """Stop, leaving the staged tiles as they are."""
+
+
+def read_head(path: str, size: int = 512) -> bytes:
+    """The first bytes of a file, for a format's sniffer (b'' if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
 
 
 def remove(path: str) -> None:

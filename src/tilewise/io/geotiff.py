@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from ..errors import UnsupportedFormatError
 from ..regions import Box
 from . import handles
-from .base import Finisher, Sink, fsync
+from .base import Finisher, Sink, fsync, read_head
 from .gdal import GDAL_CACHE, GDALSource, stack_error
 from .location import is_local
 from .zarr_array import create_store, sync_chunks, write_chunks
@@ -108,6 +108,11 @@ class GeoTIFFSink(Sink):
         if dtype.kind == "b" or not rasterio.dtypes.check_dtype(dtype.name):
             raise UnsupportedFormatError(
                 f"{path}: GeoTIFF cannot store data type {dtype}; cast it in the op (dtype=)")
+
+    @classmethod
+    def owns(cls, path: str) -> bool:
+        """A file of this format (whoever wrote it: a plain file is what the user named)."""
+        return os.path.isfile(path) and is_tiff(path, read_head(path))
 
     @classmethod
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:

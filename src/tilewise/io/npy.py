@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -11,7 +12,7 @@ from ..axes import parse_axes
 from ..errors import InputError
 from ..regions import Box
 from . import handles
-from .base import Sink, Source, fsync
+from .base import Sink, Source, fsync, read_head
 
 #: The first bytes of every .npy file.
 MAGIC = b"\x93NUMPY"
@@ -48,6 +49,11 @@ class NpySource(Source):
 @dataclass(frozen=True, eq=False)
 class NpySink(Sink):
     parallel_writes: ClassVar[bool] = True
+
+    @classmethod
+    def owns(cls, path: str) -> bool:
+        """A file of this format (whoever wrote it: a plain file is what the user named)."""
+        return os.path.isfile(path) and is_npy(path, read_head(path))
 
     @classmethod
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:

@@ -3,13 +3,14 @@
 Zarr is the format for parallel output: each tile covers whole chunks, so workers write their
 tiles directly, from any thread or process, without a lock. Metadata lives in the attributes
 and axis names in `dimension_names`. A tile's chunk files are fsynced (`sync`) before the
-journal records it, so that it never records a tile that a crash could still lose. GeoTIFF output is
-staged in a Zarr array too (see `geotiff`).
+journal records it, so that it never records a tile that a crash could still lose. GeoTIFF
+output is staged in a Zarr array too (see `geotiff`).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from .location import is_local
 
 #: Pixels per written chunk: 512 x 512 in 2-D, 64 x 64 x 64 in 3-D.
 CHUNK_PIXELS = 512 * 512
+#: The attribute that marks a Zarr array as written by tilewise (so `overwrite` may replace it).
+MARK = "tilewise"
 
 
 def is_zarr(path: str, head: bytes) -> bool:
@@ -78,12 +81,21 @@ class ZarrSink(Sink):
             for n, a in zip(shape, axes)
         )
 
+    @classmethod
+    def owns(cls, path: str) -> bool:
+        """A Zarr array that tilewise wrote: its attributes carry the `tilewise` mark."""
+        try:
+            with open(os.path.join(path, "zarr.json"), encoding="utf-8") as f:
+                return MARK in json.load(f).get("attributes", {})
+        except (OSError, ValueError, AttributeError):
+            return False
+
     def create(self) -> None:
         fill = self.meta.get("nodata")
         if fill is not None and not np.can_cast(np.min_scalar_type(fill), self.dtype):
             fill = None
         create_store(self.staging, self.shape, self.chunks, self.dtype, self.axes,
-                     metadata.to_attrs(self.meta), fill)
+                     {**metadata.to_attrs(self.meta), MARK: {"version": 1}}, fill)
 
     def write(self, box: Box, data: np.ndarray) -> None:
         write_chunks(self.staging, box, data)

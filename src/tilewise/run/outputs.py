@@ -28,10 +28,10 @@ def check(pipeline: Pipeline, paths: Sequence[str], overwrite: bool,
         if real in seen:
             raise ParameterError(f"output {path} is named twice")
         seen.add(real)
-        if os.path.lexists(path) and not overwrite and \
-                journal.header(journal.path_of(path)) is None:
-            raise OutputExistsError(f"output {path} exists; pass overwrite=True to replace it")
-        sink_class(path).check(img.shape, img.dtype, img.axes, path)
+        cls = sink_class(path)
+        if os.path.lexists(path):
+            _replaceable(path, cls, overwrite)
+        cls.check(img.shape, img.dtype, img.axes, path)
         folder = os.path.dirname(path)
         if planning:
             continue
@@ -39,6 +39,20 @@ def check(pipeline: Pipeline, paths: Sequence[str], overwrite: bool,
             raise OutputError(f"the folder of output {path} does not exist")
         if not os.access(folder, os.W_OK):
             raise OutputError(f"the folder of output {path} is not writable")
+
+
+def _replaceable(path: str, cls: type[Sink], overwrite: bool) -> None:
+    """Refuse to replace what tilewise did not write: only an output with a journal (one of
+    ours, to resume or replace), a store marked as ours, or a plain file of the format."""
+    ours = journal.header(journal.path_of(path)) is not None
+    if not overwrite and not ours:
+        raise OutputExistsError(f"output {path} exists; pass overwrite=True to replace it")
+    if overwrite and not ours and not cls.owns(path):
+        kind = "a folder" if os.path.isdir(path) else "a file"
+        raise OutputError(f"output {path} is {kind} that tilewise did not write (no journal "
+                          "beside it, not a file of the output's format it could have "
+                          "written), so overwrite will not replace it; move it away or choose "
+                          "another path")
 
 
 def values(pipeline: Pipeline) -> list[Value]:
