@@ -89,7 +89,7 @@ def main() -> None:
         r = median(runs[name])
         if reference is None:
             reference = r
-        error = max(abs(a - b) for a, b in zip(r["values"], reference["values"]))
+        error = max(abs(a - b) for a, b in zip(r["values"], reference["values"], strict=True))
         print(f"{name:<40}{r['seconds']:>8.2f}{r['seconds'] / reference['seconds']:>10.2f}"
               f"{r['peak_rss'] / 2**30:>9.2f}GB{r['peak_rss'] / reference['peak_rss']:>10.2f}"
               f"{error:>15.3g}")

@@ -16,7 +16,7 @@ def windows(draw):
     boxes = []
     for _ in range(draw(st.integers(1, 6))):
         start = tuple(draw(st.integers(0, n - 1)) for n in shape)
-        stop = tuple(draw(st.integers(a + 1, n)) for a, n in zip(start, shape))
+        stop = tuple(draw(st.integers(a + 1, n)) for a, n in zip(start, shape, strict=True))
         boxes.append(Box(start, stop))
     return shape, block, boxes
 

@@ -173,7 +173,7 @@ def test_chosen_tiles_cover_whole_zarr_chunks(tmp_path):
     import zarr
 
     chunks = zarr.open_array(tmp_path / "x.zarr").chunks
-    assert all(t % c == 0 for t, c in zip(report.tile.values(), chunks))
+    assert all(t % c == 0 for t, c in zip(report.tile.values(), chunks, strict=True))
 
 
 def test_tile_shape_follows_the_budget(tmp_path):

@@ -302,8 +302,7 @@ def test_cache_bytes_say_which_formats_use_gdal(tmp_path):
     path = write_tiff(tmp_path / "a.tif", np.ones((4, 4), "uint8"))
     np.save(tmp_path / "a.npy", np.ones((4, 4)))
     tiff, npy = open_source(path), open_source(tmp_path / "a.npy")
-    assert (tiff.cache_bytes, tiff.uses_gdal) == (GDAL_CACHE, True)
-    assert (npy.cache_bytes, npy.uses_gdal) == (0, False)
+    assert (tiff.cache_bytes, npy.cache_bytes) == (GDAL_CACHE, 0)
     assert (sink_class("a.tif").cache_bytes, sink_class("a.zarr").cache_bytes) == (GDAL_CACHE, 0)
     assert tiff.paths == (str(path),) and open_source(np.ones(2)).paths == ()
 

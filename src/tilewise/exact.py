@@ -27,7 +27,7 @@ class ExactSum:
     buckets: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def add(self, part: TileSum) -> None:
-        for e, high, low in zip(part.exponents, part.high.T, part.low.T):
+        for e, high, low in zip(part.exponents, part.high.T, part.low.T, strict=True):
             if e in self.buckets:
                 h, lo = self.buckets[e]
                 self.buckets[e] = (h + high.astype(object), lo + low.astype(object))

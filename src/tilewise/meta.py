@@ -96,7 +96,7 @@ def known_keys() -> tuple[str, ...]:
 def sliced(meta: Mapping[str, Any], axes: tuple[str, ...], starts: tuple[int, ...],
            band_index: int | slice | None) -> dict[str, Any]:
     """Metadata of a window starting at `starts`: the transform shifted, band names cut."""
-    offsets = dict(zip(axes, starts))
+    offsets = dict(zip(axes, starts, strict=True))
     out = {key: FIELDS[key].shift(value, offsets) if key in FIELDS and value is not None
            else value for key, value in meta.items()}
     names = meta.get("band_names")

@@ -41,7 +41,7 @@ def sample(path: str, max_size: int = 1024) -> tuple[np.ndarray, float | None]:
     else:
         # Planes other than the last two axes: every channel, the middle of anything else.
         index = tuple(slice(None) if a == "c" else n // 2
-                      for a, n in zip(image.axes[:-2], image.shape[:-2]))
+                      for a, n in zip(image.axes[:-2], image.shape[:-2], strict=True))
         index += (slice(None, None, step), slice(None, None, step))
         data = np.asarray(_array(source)[index]).reshape(-1, *out_shape(spatial, step))
     data = data.astype(np.float64)

@@ -232,7 +232,7 @@ class ArgExtreme:
         best = a[mask].max() if self.largest else a[mask].min()
         local = np.flatnonzero(mask & (a == best))
         coords = np.unravel_index(local, a.shape)
-        flat = np.ravel_multi_index(tuple(c + s for c, s in zip(coords, box.start)),
+        flat = np.ravel_multi_index(tuple(c + s for c, s in zip(coords, box.start, strict=True)),
                                     self.red.image.shape)
         return best, int(flat.min())
 
@@ -456,7 +456,7 @@ class QuantileAcc(Accumulator):
                                       for g in self.state["groups"]))
 
     def absorb(self, part: Any) -> None:
-        for group, result in zip(self.state["groups"], part):
+        for group, result in zip(self.state["groups"], part, strict=True):
             if group["mode"] == "hist":
                 group["partial"] = group.get("partial", 0) + result
             else:

@@ -29,7 +29,7 @@ class Box:
     def __post_init__(self) -> None:
         if len(self.start) != len(self.stop):
             raise ValueError(f"start {self.start} and stop {self.stop} differ in length")
-        if any(b < a for a, b in zip(self.start, self.stop)):
+        if any(b < a for a, b in zip(self.start, self.stop, strict=True)):
             raise ValueError(f"box stop {self.stop} lies before start {self.start}")
 
     @classmethod
@@ -42,7 +42,7 @@ class Box:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(b - a for a, b in zip(self.start, self.stop))
+        return tuple(b - a for a, b in zip(self.start, self.stop, strict=True))
 
     @property
     def size(self) -> int:
@@ -50,45 +50,47 @@ class Box:
 
     @property
     def slices(self) -> tuple[slice, ...]:
-        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop, strict=True))
 
     def grow(self, margin: Sequence[int]) -> Box:
         """The box widened by `margin` pixels on both sides of each axis (unclipped)."""
         return Box(
-            tuple(a - m for a, m in zip(self.start, margin)),
-            tuple(b + m for b, m in zip(self.stop, margin)),
+            tuple(a - m for a, m in zip(self.start, margin, strict=True)),
+            tuple(b + m for b, m in zip(self.stop, margin, strict=True)),
         )
 
     def shift(self, offset: Sequence[int]) -> Box:
         return Box(
-            tuple(a + o for a, o in zip(self.start, offset)),
-            tuple(b + o for b, o in zip(self.stop, offset)),
+            tuple(a + o for a, o in zip(self.start, offset, strict=True)),
+            tuple(b + o for b, o in zip(self.stop, offset, strict=True)),
         )
 
     def intersect(self, other: Box) -> Box:
-        start = tuple(max(a, c) for a, c in zip(self.start, other.start))
-        stop = tuple(max(s, min(b, d)) for s, b, d in zip(start, self.stop, other.stop))
+        start = tuple(max(a, c) for a, c in zip(self.start, other.start, strict=True))
+        stop = tuple(max(s, min(b, d))
+                     for s, b, d in zip(start, self.stop, other.stop, strict=True))
         return Box(start, stop)
 
     def union(self, other: Box) -> Box:
         """The smallest box that holds both (a bounding box, not a set union)."""
         return Box(
-            tuple(min(a, c) for a, c in zip(self.start, other.start)),
-            tuple(max(b, d) for b, d in zip(self.stop, other.stop)),
+            tuple(min(a, c) for a, c in zip(self.start, other.start, strict=True)),
+            tuple(max(b, d) for b, d in zip(self.stop, other.stop, strict=True)),
         )
 
     def contains(self, other: Box) -> bool:
         return all(a <= c and d <= b for a, b, c, d in
-                   zip(self.start, self.stop, other.start, other.stop))
+                   zip(self.start, self.stop, other.start, other.stop, strict=True))
 
     def within(self, outer: Box) -> tuple[slice, ...]:
         """Slices that cut this box out of an array that holds `outer`."""
         if not outer.contains(self):
             raise ValueError(f"{self} does not lie within {outer}")
-        return tuple(slice(a - o, b - o) for a, b, o in zip(self.start, self.stop, outer.start))
+        return tuple(slice(a - o, b - o)
+                     for a, b, o in zip(self.start, self.stop, outer.start, strict=True))
 
     def __str__(self) -> str:
-        return "[" + ", ".join(f"{a}:{b}" for a, b in zip(self.start, self.stop)) + "]"
+        return "[" + ", ".join(f"{a}:{b}" for a, b in zip(self.start, self.stop, strict=True)) + "]"
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,14 @@ class TileGrid:
 
     @property
     def counts(self) -> tuple[int, ...]:
-        return tuple(max(1, -(-n // t)) for n, t in zip(self.shape, self.tile))
+        return tuple(max(1, -(-n // t)) for n, t in zip(self.shape, self.tile, strict=True))
 
     def __len__(self) -> int:
         return math.prod(self.counts)
 
     def box(self, index: Sequence[int]) -> Box:
-        start = tuple(i * t for i, t in zip(index, self.tile))
-        stop = tuple(min(s + t, n) for s, t, n in zip(start, self.tile, self.shape))
+        start = tuple(i * t for i, t in zip(index, self.tile, strict=True))
+        stop = tuple(min(s + t, n) for s, t, n in zip(start, self.tile, self.shape, strict=True))
         return Box(start, stop)
 
     def index(self, flat: int) -> tuple[int, ...]:

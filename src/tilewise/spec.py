@@ -234,7 +234,7 @@ class _Document:
                                    "(a user function as package.module:function)")
         refs, ref_keys = self._references(spec, keys)
         images = []
-        for ref, ref_key in zip(refs, ref_keys):
+        for ref, ref_key in zip(refs, ref_keys, strict=True):
             if ref not in self.images and ref not in steps:
                 known = [*self.images, *steps]
                 raise self.error(ref_key, f"names {ref!r}, which is neither an input nor a step; "
@@ -306,7 +306,8 @@ class _Document:
         if origin is tuple:
             if not isinstance(value, list) or len(value) != len(args):
                 raise self.error(keys, f"must be a list of {len(args)} values, not {value!r}")
-            return tuple(self._typed(v, a, (*keys, i)) for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(self._typed(v, a, (*keys, i))
+                         for i, (v, a) in enumerate(zip(value, args, strict=True)))
         if hint is bool:
             ok = isinstance(value, bool)
         else:

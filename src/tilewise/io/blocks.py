@@ -63,15 +63,15 @@ cache = BlockCache(CAPACITY)
 def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tuple[int, ...],
                  dtype: np.dtype, read: Callable[[Box], np.ndarray]) -> np.ndarray:
     """The pixels of `box`, assembled from blocks of shape `blocks` of an image of `shape`."""
-    first = tuple(a // b for a, b in zip(box.start, blocks))
-    last = tuple(-(-e // b) for e, b in zip(box.stop, blocks))
+    first = tuple(a // b for a, b in zip(box.start, blocks, strict=True))
+    last = tuple(-(-e // b) for e, b in zip(box.stop, blocks, strict=True))
     image = Box.of_shape(shape)
     out = np.empty(box.shape, dtype)
     whole: list[tuple[int, ...]] = []
-    for index in np.ndindex(*(b - a for a, b in zip(first, last))):
-        index = tuple(i + f for i, f in zip(index, first))
-        block = Box(tuple(i * b for i, b in zip(index, blocks)),
-                    tuple((i + 1) * b for i, b in zip(index, blocks))).intersect(image)
+    for index in np.ndindex(*(b - a for a, b in zip(first, last, strict=True))):
+        index = tuple(i + f for i, f in zip(index, first, strict=True))
+        block = Box(tuple(i * b for i, b in zip(index, blocks, strict=True)),
+                    tuple((i + 1) * b for i, b in zip(index, blocks, strict=True))).intersect(image)
         part = block.intersect(box)
         cached = cache.get((source, index))
         if cached is not None:
@@ -83,8 +83,9 @@ def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tup
             cache.put((source, index), data)
             out[part.within(box)] = data[part.within(block)]
     for run in _runs(whole):
-        region = Box(tuple(i * b for i, b in zip(run[0], blocks)),
-                     tuple((i + 1) * b for i, b in zip(run[1], blocks))).intersect(image)
+        region = Box(tuple(i * b for i, b in zip(run[0], blocks, strict=True)),
+                     tuple((i + 1) * b for i, b in zip(run[1], blocks, strict=True))
+                     ).intersect(image)
         out[region.within(box)] = read(region)
     return out
 

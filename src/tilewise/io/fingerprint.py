@@ -45,7 +45,7 @@ def of_file(path: str) -> dict[str, Any]:
         files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names)
         stats = [os.stat(f) for f in files]
         digest = hashlib.sha256()
-        for f, st in zip(files, stats):
+        for f, st in zip(files, stats, strict=True):
             digest.update(f"{os.path.relpath(f, path)}:{st.st_size}:{st.st_mtime_ns}".encode())
         return {"size": sum(s.st_size for s in stats), "files": len(files),
                 "check": digest.hexdigest()}

@@ -78,7 +78,7 @@ class ZarrSink(Sink):
         side = 2 ** round(math.log2(CHUNK_PIXELS) / len(spatial))
         return tuple(
             n if a in UNSPLIT else min(n, side) if a in spatial else 1
-            for n, a in zip(shape, axes)
+            for n, a in zip(shape, axes, strict=True)
         )
 
     @classmethod
@@ -130,7 +130,8 @@ def sync_chunks(path: str, box: Box) -> None:
     """fsync the chunk files under `box` of the Zarr array at `path`, and their folders."""
     arr = handles.process_handle((path, 0), lambda p: zarr.open_array(p, mode="r+"))
     folders = set()
-    ranges = [range(a // c, -(-b // c)) for a, b, c in zip(box.start, box.stop, arr.chunks)]
+    ranges = [range(a // c, -(-b // c))
+              for a, b, c in zip(box.start, box.stop, arr.chunks, strict=True)]
     for coords in itertools.product(*ranges):
         chunk = os.path.join(path, *arr.metadata.encode_chunk_key(coords).split("/"))
         fsync(chunk)
