@@ -175,3 +175,22 @@ def test_overwrite_replaces_only_what_tilewise_wrote(tmp_path):
     tw.save(img, tmp_path / "plain.npy", overwrite=True)
     assert np.load(tmp_path / "plain.npy").shape == (8, 8)
     assert tw.open(tmp_path / "ours.zarr").compute()[0, 0] == -1
+
+
+def test_a_killed_worker_is_named_and_the_rerun_completes_exactly(tmp_path):
+    from opslib import dies_once
+
+    a = np.arange(96.0 * 80).reshape(96, 80)
+    marker = tmp_path / "died"
+
+    def run():
+        img = tw.map(dies_once, tw.open(a), marker=str(marker), name="dies_once")
+        return tw.save(img, tmp_path / "o.zarr", tile=32, executor="processes", workers=2)
+
+    with pytest.raises(tw.WorkerLostError, match=r"a worker of the processes executor died "
+                       r"\(.*\) while computing tile\(s\) .*\(1, 1\)") as raised:
+        run()
+    assert raised.value.kept is not None and marker.exists()
+    report = run()
+    assert report.resumed == raised.value.kept and report.tiles + report.resumed == 9
+    np.testing.assert_array_equal(tw.open(tmp_path / "o.zarr").compute(), a * 2)

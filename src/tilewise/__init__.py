@@ -15,10 +15,12 @@ from .errors import (
     OutputExistsError,
     ParameterError,
     PipelineFileError,
+    RunFailure,
     TileError,
     TilewiseError,
     UnpicklableFunctionError,
     UnsupportedFormatError,
+    WorkerLostError,
 )
 from .graph import Image, TileInfo
 from .ops import Op, map, op, open
@@ -40,12 +42,14 @@ __all__ = [
     "PipelineFileError",
     "Progress",
     "Report",
+    "RunFailure",
     "TileError",
     "TileInfo",
     "TilewiseError",
     "UnpicklableFunctionError",
     "UnsupportedFormatError",
     "Value",
+    "WorkerLostError",
     "compute",
     "evaluate",
     "map",

@@ -12,6 +12,7 @@ an output has that the driving output lacks is written whole by every tile.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,16 +62,25 @@ class OutputGrid:
     follows: tuple[int | None, ...]
     ratio: tuple[Fraction, ...]
 
+    @functools.cached_property
+    def identity(self) -> bool:
+        """Whether this output is on the driving grid itself (the usual case: a fast path)."""
+        return (self.follows == tuple(range(len(self.shape)))
+                and all(r == 1 for r in self.ratio))
+
     def box(self, tile: Box, driving: tuple[int, ...]) -> Box:
         """The part of this output that the driving tile `tile` writes."""
+        if self.identity:
+            return tile
         start, stop = [], []
         for n, d, r in zip(self.shape, self.follows, self.ratio, strict=True):
             if d is None:
                 start.append(0)
                 stop.append(n)
                 continue
-            a = min(n, math.floor(tile.start[d] * r))
-            b = n if tile.stop[d] >= driving[d] else min(n, math.floor(tile.stop[d] * r))
+            num, den = r.numerator, r.denominator
+            a = min(n, tile.start[d] * num // den)
+            b = n if tile.stop[d] >= driving[d] else min(n, tile.stop[d] * num // den)
             start.append(a)
             stop.append(max(a, b))
         return Box(tuple(start), tuple(stop))
