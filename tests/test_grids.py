@@ -174,4 +174,4 @@ def test_plan_describes_mixed_grids_and_slices(tmp_path):
     assert "output r.zarr: 40 x 45" in text
     assert "tiles      60 x 30  (2 x 3 = 6 tiles)" in text
     # One band is read, with a halo of 2 where tiles meet: rows 2 x 62, columns 32 + 34 + 32.
-    assert "halo       up to 2 pixels; read / written = 0.964 (12,152 / 12,600 pixels)" in text
+    assert "halo       up to 2 pixels; read / written = 1.125 (12,152 / 10,800 pixels)" in text

@@ -129,6 +129,16 @@ def test_an_output_where_nothing_can_be_written_is_an_output_error(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_an_output_folder_that_is_a_file_is_an_output_error(tmp_path):
+    np.save(tmp_path / "in.npy", np.ones((8, 8)))
+    (tmp_path / "fake.tif").write_text("a file, not a folder")
+    (tmp_path / "p.yaml").write_text("inputs: {x: in.npy}\noutputs: {x: fake.tif/x.tif}\n")
+    done = tilewise("run", tmp_path / "p.yaml", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "the folder of output" in done.stderr and "fake.tif/x.tif cannot be made" in \
+        done.stderr and "Traceback" not in done.stderr
+
+
 def test_memory_words(tmp_path):
     img = tw.map(np.asarray, tw.open(np.ones((64, 64))))
     with pytest.raises(tw.ParameterError, match=r"memory=0\.5 is less than one byte"):

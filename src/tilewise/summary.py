@@ -21,7 +21,7 @@ def describe(planned: Planned) -> list[str]:
     counts = " x ".join(map(str, grid.counts))
     middle = central(shape, grid.tile)
     per_worker = math.ceil(plan.bytes_per_pixel * window_pixels(pipeline, middle))
-    written = sum(math.prod(s.shape) for s in sinks)
+    written = math.prod(shape)
     read = read_pixels(pipeline, grid)
     halo = _halo(planned)
     chosen = ", kept from the journal of an earlier run" if planned.tile_from == "the journal" \
