@@ -3,7 +3,6 @@
 import os
 import pickle
 import threading
-import time
 import warnings
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 from opslib import all_nan_mean, correlate, scribble, where_am_i, wrong_shape
 
 import tilewise as tw
-from tilewise.executors import get_executor
 from tilewise.pipeline import Pipeline
 from tilewise.plan import probe
 
@@ -229,37 +227,6 @@ def test_in_memory_input_reaches_processes_through_shared_memory(tmp_path):
         source.release()
     got = tw.map(correlate, img, margin=2, radius=2).compute(executor="processes", tile=16)
     np.testing.assert_array_equal(got, correlate(a, radius=2))
-
-
-def test_executors_bound_the_jobs_in_flight():
-    running = 0
-    peak = 0
-    lock = threading.Lock()
-
-    def work(job):
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.002)
-        with lock:
-            running -= 1
-        return job
-
-    pulled = []
-
-    def jobs():
-        for i in range(200):
-            pulled.append(i)
-            yield i
-
-    runner = get_executor("threads", 3)
-    results = runner.run(work, jobs(), in_flight=4)
-    first = next(results)
-    assert len(pulled) <= 5
-    rest = [r for _, r in results]
-    assert sorted([first[1], *rest]) == list(range(200))
-    assert peak <= 3
 
 
 def test_progress_callback_and_first_tile_of_a_huge_plan(tmp_path):

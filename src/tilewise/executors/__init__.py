@@ -1,4 +1,4 @@
-"""Executors by name: one module each, behind the interface in `base`."""
+"""Executors by name: one module each, behind the interface (and capabilities) in `base`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ __all__ = ["DEFAULT", "EXECUTORS", "Capabilities", "Executor", "WorkerLost", "ch
 
 
 def get_executor(name: str | Executor | None, workers: int | None) -> Executor:
+    """The executor named (default "threads") with `workers` workers, or the executor object
+    given, which keeps its own worker count."""
     if isinstance(name, Executor):
+        if workers is not None and workers != name.workers:
+            raise ParameterError(f"workers={workers!r} differs from the {name.workers} workers "
+                                 f"of the executor object given; leave workers out")
         return name
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ParameterError(f"workers={workers!r} must be a positive integer")

@@ -1,36 +1,55 @@
 """The one interface every executor implements. Executors know nothing of rasters.
 
-An executor receives a picklable `work` callable once and an iterator of jobs, keeps at most
-`in_flight` jobs submitted at any time (so memory stays bounded however many jobs there are),
-and yields `(job, result)` pairs in completion order. Jobs are pulled from the iterator only
-as slots free up, so a million-job run starts as fast as a ten-job one.
+An executor receives a `work` callable once and an iterator of jobs, keeps at most `in_flight`
+jobs submitted at any time (so memory stays bounded however many jobs there are), and yields
+`(job, result)` pairs in completion order. Jobs are pulled from the iterator only as slots free
+up, so a million-job run starts as fast as a ten-job one. What the driver must do for an
+executor (pickle the work, count memory per worker process, ...) it declares in
+`Capabilities`, never by its class. A worker that dies is a `WorkerLost` carrying the jobs it
+took with it, unless the executor resubmits them itself.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from concurrent.futures import Executor as PoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
+
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What the driver must do for an executor."""
+
+    #: The work must be pickled (with cloudpickle) to reach the workers: check it up front.
     pickles_work: bool = False
+    #: Each worker is a process of its own: its interpreter, libraries and caches count in the
+    #: memory budget once per worker.
     process_per_worker: bool = False
+    #: Results travel back to the driver by copy, so each exists twice while in transit.
     copies_results: bool = False
+    #: In-memory inputs should be put in shared memory once, not copied to every worker.
     shared_memory_inputs: bool = False
+    #: The executor resubmits the jobs of a lost worker itself (a cluster that replaces it),
+    #: instead of ending the run with `WorkerLost`.
     retries_lost_workers: bool = False
 
 
 class Executor(ABC):
+    """Runs jobs; an instance may be passed as `executor=` and reused across runs."""
+
     name: str = ""
     capabilities: Capabilities = Capabilities()
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+
+    def __repr__(self) -> str:
+        return f"<tilewise executor {self.name} x {self.workers}>"
 
     @abstractmethod
     def run(self, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int
@@ -39,7 +58,8 @@ class Executor(ABC):
 
 
 class WorkerLost(Exception):
-    """A worker died; `jobs` were in flight on the executor and got no result."""
+    """A worker died; `jobs` were in flight on the executor and got no result (one of them
+    may have killed it; the others were lost with it). Results yielded before stand."""
 
     def __init__(self, executor: str, jobs: tuple[Any, ...], detail: str) -> None:
         super().__init__(f"{executor}: {detail}")
@@ -47,30 +67,37 @@ class WorkerLost(Exception):
 
 
 def check_picklable(obj: Any) -> None:
-    import cloudpickle
-
+    """Raise what pickling `obj` for a worker process raises (cloudpickle, as it is sent)."""
     cloudpickle.dumps(obj)
 
 
 def run_bounded(pool: PoolExecutor, call: Callable[[Any], Any], jobs: Iterable[Any],
-                in_flight: int) -> Iterator[tuple[Any, Any]]:
-    """Drive a `concurrent.futures` pool with at most `in_flight` jobs submitted."""
+                in_flight: int, name: str = "") -> Iterator[tuple[Any, Any]]:
+    """Drive a `concurrent.futures` pool with at most `in_flight` jobs submitted; a pool
+    broken by a dead worker is a `WorkerLost` naming the jobs in flight."""
     pending: dict[Future, Any] = {}
     source = iter(jobs)
     try:
-        for job in source:
-            pending[pool.submit(call, job)] = job
-            if len(pending) >= in_flight:
-                break
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                job = pending.pop(future)
-                yield job, future.result()
-            for job in source:
-                pending[pool.submit(call, job)] = job
-                if len(pending) >= in_flight:
-                    break
+        yield from _bounded(pool, call, source, in_flight, pending)
+    except BrokenExecutor as exc:
+        raise WorkerLost(name, tuple(pending.values()), str(exc)) from None
     finally:
         for future in pending:
             future.cancel()
+
+
+def _bounded(pool: PoolExecutor, call: Callable[[Any], Any], source: Iterator[Any],
+             in_flight: int, pending: dict[Future, Any]) -> Iterator[tuple[Any, Any]]:
+    def refill() -> None:
+        for job in source:
+            pending[pool.submit(call, job)] = job
+            if len(pending) >= in_flight:
+                return
+
+    refill()
+    while pending:
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            result = future.result()
+            yield pending.pop(future), result
+        refill()

@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 
-from .base import Capabilities, Executor, run_bounded
+from .base import Capabilities, Executor, WorkerLost, run_bounded
 
 _installed: Callable[[Any], Any] | None = None
 #: prctl option: the signal a process receives when its parent dies (linux/prctl.h).
@@ -53,7 +53,8 @@ def _call(job: Any) -> Any:
 
 class ProcessExecutor(Executor):
     name = "processes"
-    capabilities = Capabilities(True, True, True, True, False)
+    capabilities = Capabilities(pickles_work=True, process_per_worker=True,
+                                copies_results=True, shared_memory_inputs=True)
 
     def run(self, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int
             ) -> Iterator[tuple[Any, Any]]:
@@ -61,7 +62,32 @@ class ProcessExecutor(Executor):
         pool = ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_install, initargs=(payload, list(warnings.filters)))
+        # The pool forgets its processes when one dies: keep them, to say how it died.
+        seen: dict[int, Any] = {}
+
+        def pulled() -> Iterator[Any]:
+            for job in jobs:
+                seen.update(getattr(pool, "_processes", None) or {})
+                yield job
+
         try:
-            yield from run_bounded(pool, _call, jobs, in_flight)
+            yield from run_bounded(pool, _call, pulled(), in_flight, self.name)
+        except WorkerLost as lost:
+            seen.update(getattr(pool, "_processes", None) or {})
+            pool.shutdown(wait=True, cancel_futures=True)  # joins them: their exit is known
+            raise WorkerLost(self.name, lost.jobs, _how_it_died(seen.values())) from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _how_it_died(processes: Iterable[Any]) -> str:
+    """The exit of the worker that died (the pool ends the others with SIGTERM, which says
+    nothing)."""
+    for process in list(processes):
+        code = process.exitcode
+        if code is None or code == 0 or code == -signal.SIGTERM:
+            continue
+        if code < 0:
+            return f"process {process.pid} killed by {signal.Signals(-code).name}"
+        return f"process {process.pid} exited with code {code}"
+    return "a worker process ended abruptly"
