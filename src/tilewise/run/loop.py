@@ -36,7 +36,7 @@ def drive(pipeline: Pipeline, plan: Plan, runner: Executor,
             ", ..." if len(lost.jobs) > 4 else "")
         raise WorkerLostError(
             f"a worker of the {lost.executor} executor died ({lost.detail}) while computing "
-            f"tile(s) {tiles}; {report.done} tiles finished before it") from None
+            f"tile(s) {tiles}") from None
     finally:
         report.close()
         block_reads.cache.clear()
