@@ -228,3 +228,20 @@ def test_a_missing_pipeline_file_exits_2(tmp_path):
     done = tilewise("run", tmp_path / "nope.yaml")
     assert done.returncode == 2 and "pipeline file" in done.stderr and "does not exist" in \
         done.stderr
+
+
+def test_parameter_types_of_dicts_lists_and_unions():
+    """Built-in ops may take a dict per axis or an int, a list of scales, a variable tuple."""
+    from tilewise.spec import _Document
+
+    doc = _Document("p.yaml", None, {})
+    keys = ("steps", "s", "params", "factors")
+    assert doc._typed({"y": 4, "x": 2}, dict[str, int] | int, keys) == {"y": 4, "x": 2}
+    assert doc._typed(4, dict[str, int] | int, keys) == 4
+    assert doc._typed([3, 21, 2], tuple[int, ...], keys) == (3, 21, 2)
+    assert doc._typed([1, 2.5], list[float], keys) == [1.0, 2.5]
+    with pytest.raises(tw.PipelineFileError, match=r"steps\.s\.params\.factors\.y: must be an "
+                                                    r"integer, not 'four'"):
+        doc._typed({"y": "four"}, dict[str, int], keys)
+    with pytest.raises(tw.PipelineFileError, match=r"must be an integer, not 2\.5"):
+        doc._typed(2.5, dict[str, int] | int, keys)

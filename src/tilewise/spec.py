@@ -294,20 +294,20 @@ class _Document:
         return op.func(*images, **checked)
 
     def _typed(self, value: Any, hint: Any, keys: KeyPath) -> Any:
+        """`value` checked (and converted: lists to tuples, ints to floats) against the type
+        hint of a built-in op's parameter."""
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if origin is typing.Literal:
             if value not in args:
                 raise self.error(keys, f"must be one of {_choices(args)}, not {value!r}")
             return value
         if origin in (typing.Union, types.UnionType):
-            if value is None and type(None) in args:
-                return None
-            return self._typed(value, next(a for a in args if a is not type(None)), keys)
-        if origin is tuple:
-            if not isinstance(value, list) or len(value) != len(args):
-                raise self.error(keys, f"must be a list of {len(args)} values, not {value!r}")
-            return tuple(self._typed(v, a, (*keys, i))
-                         for i, (v, a) in enumerate(zip(value, args, strict=True)))
+            return self._union(value, args, keys)
+        if origin in (tuple, list):
+            return self._sequence(value, origin, args, keys)
+        if origin is dict:
+            items = self.mapping(value, keys)
+            return {k: self._typed(v, args[1], (*keys, k)) for k, v in items.items()}
         if hint is bool:
             ok = isinstance(value, bool)
         else:
@@ -316,6 +316,29 @@ class _Document:
         if not ok:
             raise self.error(keys, f"must be {_NAMES[hint]}, not {value!r}")
         return float(value) if hint is float else value
+
+    def _union(self, value: Any, args: tuple[Any, ...], keys: KeyPath) -> Any:
+        """The first alternative of a union that `value` fits; the last one's error if none."""
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for option in options[:-1]:
+            try:
+                return self._typed(value, option, keys)
+            except PipelineFileError:
+                continue
+        return self._typed(value, options[-1], keys)
+
+    def _sequence(self, value: Any, origin: Any, args: tuple[Any, ...], keys: KeyPath) -> Any:
+        """A list for a `tuple[...]` (fixed or `...` length) or `list[...]` parameter."""
+        variable = origin is list or (len(args) == 2 and args[1] is Ellipsis)
+        if not isinstance(value, list) or (not variable and len(value) != len(args)):
+            count = "a list" if variable else f"a list of {len(args)} values"
+            raise self.error(keys, f"must be {count}, not {value!r}")
+        kinds = [args[0]] * len(value) if variable else list(args)
+        items = [self._typed(v, a, (*keys, i))
+                 for i, (v, a) in enumerate(zip(value, kinds, strict=True))]
+        return items if origin is list else tuple(items)
 
     def _function(self, spec: dict[str, Any], keys: KeyPath, name: str, images: list[Image],
                   params: dict[str, Any]) -> Image:
