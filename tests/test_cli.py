@@ -41,7 +41,7 @@ def test_bad_usage_exits_2():
     assert tilewise("frobnicate").returncode == 2
 
 
-def test_preview_of_a_real_geotiff_reads_overviews_not_the_whole(tmp_path):
+def test_preview_of_a_real_geotiff(tmp_path):
     import matplotlib.image
 
     out = tmp_path / "p.png"
@@ -50,6 +50,41 @@ def test_preview_of_a_real_geotiff_reads_overviews_not_the_whole(tmp_path):
     assert done.returncode == 0, done.stderr
     picture = matplotlib.image.imread(out)
     assert picture.ndim == 3 and min(picture.shape[:2]) > 100
+
+
+def test_preview_reads_the_overviews_not_full_resolution(tmp_path):
+    """A GeoTIFF whose overviews are stale: built from red-left/green-right pixels, which
+    were then overwritten at full resolution with green-left/red-right. A preview read from
+    the overviews is red on the left; one that reads every pixel is green there."""
+    import matplotlib.image
+    import rasterio
+    from rasterio.enums import Resampling
+
+    def halves(left, right):
+        a = np.full((3, 512, 512), 50, "uint8")
+        a[0, :, :256], a[0, :, 256:] = left, right
+        a[1, :, :256], a[1, :, 256:] = right, left
+        return a
+
+    path = tmp_path / "stale.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=3,
+                       dtype="uint8", tiled=True, blockxsize=256, blockysize=256) as ds:
+        ds.write(halves(200, 10))  # red left, green right
+    with rasterio.open(path, "r+") as ds:
+        ds.build_overviews([2, 4], Resampling.average)
+    with rasterio.open(path, "r+") as ds:
+        ds.write(halves(10, 200))  # full resolution only: green left, red right
+    with rasterio.open(path) as ds:
+        assert ds.overviews(1) == [2, 4] and ds.read(1)[0, 0] == 10
+
+    out = tmp_path / "p.png"
+    done = tilewise("preview", path, "-o", out, "--max-size", "128")
+    assert done.returncode == 0, done.stderr
+    rgb = matplotlib.image.imread(out)[..., :3]
+    red = (rgb[..., 0] > 0.9) & (rgb[..., 1] < 0.1) & (rgb[..., 2] < 0.1)
+    green = (rgb[..., 1] > 0.9) & (rgb[..., 0] < 0.1) & (rgb[..., 2] < 0.1)
+    assert red.sum() > 1000 and green.sum() > 1000
+    assert np.nonzero(red)[1].max() < np.nonzero(green)[1].min()  # red entirely left
 
 
 def test_preview_sample_of_npy_and_zarr_is_strided(tmp_path):

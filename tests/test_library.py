@@ -1,4 +1,8 @@
-"""Built-in ops: tiled equals whole image, bit for bit, for every op; parameter checks."""
+"""Built-in ops: tiled equals whole image, bit for bit, for every op; parameter checks.
+
+Tiling invariance only: an op that is wrong is wrong the same way on every tile. Whether the
+results are right is checked against independent references in `test_references.py`.
+"""
 
 import numpy as np
 import pytest

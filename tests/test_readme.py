@@ -1,50 +1,97 @@
-"""The README's examples run as written (on the shared SRTM DEM)."""
+"""The README's examples run as written: each Python snippet alone, in a fresh folder, in its
+own interpreter, with nothing but what it imports (the data come from `tilewise.datasets`)."""
 
 import os
 import re
+import shutil
+import subprocess
+import sys
 
-from conftest import data_path
+import pytest
+from conftest import DATA, data_path
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 
 
-def test_readme_example_runs(tmp_path, monkeypatch):
-    dem = data_path("dem", "srtm90.tif")
+def readme():
     with open(README) as f:
-        text = f.read()
-    example = re.search(r"## Example\n\n```python\n(.*?)```", text, re.S).group(1)
-    two_pass = re.search(r"### Reductions and two-pass pipelines\n```python\n(.*?)```",
-                         text, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for code in (example, two_pass):
-        code = code.replace("../shared/data/dem/srtm90.tif", dem)
-        exec(compile(code, "README.md", "exec"), namespace)
-    assert sorted(f for f in os.listdir(tmp_path) if not f.endswith(".journal")) == \
-        ["gx.zarr", "gy.tif", "stretched.tif"]
-    assert namespace["spectrum"].shape == (53,)
+        return f.read()
 
 
-def test_readme_builtin_ops_example_runs(tmp_path, monkeypatch):
-    dem = data_path("dem", "srtm90.tif")
-    with open(README) as f:
-        text = f.read()
-    code = re.search(r"### Built-in ops\n```python\n(.*?)```", text, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {"tw": __import__("tilewise")}
-    exec(compile(code.replace("../shared/data/dem/srtm90.tif", dem), "README.md", "exec"),
-         namespace)
-    assert sorted(os.listdir(tmp_path)) == ["dem8.tif", "dem8.tif.journal", "relief.tif",
-                                            "relief.tif.journal"]
+def snippets():
+    """(heading, code) of every ```python block, under the nearest heading above it."""
+    text = readme()
+    found = []
+    for match in re.finditer(r"```python\n(.*?)```", text, re.S):
+        heading = re.findall(r"^#+ (.+)$", text[:match.start()], re.M)[-1]
+        found.append((heading, match.group(1)))
+    return found
+
+
+#: What each snippet leaves in its folder, journals aside; a new snippet must be added here.
+WRITES = {
+    "Built-in ops": ["dem8.tif", "relief.tif"],
+    "Example": ["gx.zarr", "gy.tif"],
+    "Reductions and two-pass pipelines": ["stretched.tif"],
+}
+
+
+def test_every_snippet_is_known():
+    assert [h for h, _ in snippets()] == list(WRITES)
+
+
+def run(code, folder, env):
+    """Run `code` as a script in `folder` with exactly `env` for tilewise's variables."""
+    script = folder / "snippet.py"
+    script.write_text(code)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TILEWISE_")}
+    environ |= env
+    done = subprocess.run([sys.executable, "snippet.py"], cwd=folder, env=environ,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    script.unlink()
+    return done
+
+
+def printed(code):
+    """The outputs a snippet's comments promise: `print(...)  # shown` lines."""
+    return [line.split("#", 1)[1].strip() for line in code.splitlines()
+            if line.startswith("print(") and "#" in line]
+
+
+@pytest.mark.parametrize("heading,code", snippets(), ids=[h for h, _ in snippets()])
+def test_snippet_runs_with_the_shared_data(tmp_path, heading, code):
+    """As CI runs it: `TILEWISE_DATA` points at the shared folder, and an empty cache proves
+    nothing was fetched."""
+    data_path("dem", "srtm90.tif")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = run(code, work, {"TILEWISE_DATA": os.path.abspath(DATA),
+                            "TILEWISE_CACHE": str(tmp_path / "cache")})
+    assert done.stdout.splitlines() == printed(code)
+    assert not (tmp_path / "cache").exists() and "downloading" not in done.stderr
+    assert sorted(f for f in os.listdir(work) if not f.endswith(".journal")) == WRITES[heading]
+
+
+@pytest.mark.parametrize("heading,code", snippets(), ids=[h for h, _ in snippets()])
+def test_snippet_runs_as_a_user_runs_it(tmp_path, heading, code):
+    """As in a fresh clone: no `TILEWISE_DATA`, the DEM in the user's cache as the first run
+    left it (the download itself is not tested here: CI has no network)."""
+    (tmp_path / "cache").mkdir()
+    shutil.copy(data_path("dem", "srtm90.tif"), tmp_path / "cache" / "srtm90.tif")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = run(code, work, {"TILEWISE_CACHE": str(tmp_path / "cache")})
+    assert done.stdout.splitlines() == printed(code)
+    assert "downloading" not in done.stderr
+    assert sorted(f for f in os.listdir(work) if not f.endswith(".journal")) == WRITES[heading]
 
 
 def test_readme_pipeline_file_is_valid(tmp_path, monkeypatch):
     from tilewise import spec
 
     dem = data_path("dem", "srtm90.tif")
-    with open(README) as f:
-        text = f.read()
-    pipeline = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    pipeline = re.search(r"```yaml\n(.*?)```", readme(), re.S).group(1)
     (tmp_path / "mypackage").mkdir()
     (tmp_path / "mypackage" / "__init__.py").write_text("")
     (tmp_path / "mypackage" / "filters.py").write_text(

@@ -4,7 +4,8 @@ The `localtileserver==1.0.0` wheel on PyPI ships real GeoTIFFs. A dataset is loo
 order, in `$TILEWISE_DATA` (a folder laid out like the project's shared data: `dem/srtm90.tif`,
 `satellite/landsat.tif`, or flat), then in the cache (`$TILEWISE_CACHE`, default
 `~/.cache/tilewise`), and otherwise fetched with `pip download --no-deps` and read from the
-wheel. Every file is checked against its SHA-256 before use.
+wheel. Every file is checked against its SHA-256 before use. A download says so on stderr, in
+one line, before it starts: it is a ~34 MB wheel, which takes a while on a slow link.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from .errors import InputError, ParameterError
 
 WHEEL = "localtileserver==1.0.0"
+#: The wheel's size, for the line that announces a download (33,681,956 bytes).
+WHEEL_MB = 34
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,20 @@ def path(name: str) -> str:
     target = os.path.join(cache, ds.filename)
     if not os.path.exists(target):
         os.makedirs(cache, exist_ok=True)
+        print(download_message(ds, cache), file=sys.stderr, flush=True)
         data = _fetch(ds)
         with open(target + ".partial", "wb") as out:
             out.write(data)
         os.replace(target + ".partial", target)
     return _checked(target, ds)
+
+
+def download_message(ds: Dataset, cache: str) -> str:
+    """The line printed before a dataset is fetched: what, from where, how big, to where."""
+    home = os.path.expanduser("~")
+    shown = "~" + cache[len(home):] if cache.startswith(home + os.sep) else cache
+    return (f"tilewise: downloading {ds.filename} (part of {WHEEL} from PyPI, ~{WHEEL_MB} MB) "
+            f"into {shown} ...")
 
 
 def _fetch(ds: Dataset) -> bytes:
@@ -75,8 +87,9 @@ def _fetch(ds: Dataset) -> bytes:
                                "-d", tmp, WHEEL], capture_output=True, text=True)
         wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
         if done.returncode != 0 or not wheels:
+            last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
             raise InputError(f"cannot fetch dataset {ds.name!r}: pip download {WHEEL} failed: "
-                             f"{done.stderr.strip().splitlines()[-1:] or done.returncode}")
+                             f"{last[0]}")
         with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as zf:
             data = zf.read(ds.member)
     if hashlib.sha256(data).hexdigest() != ds.sha256:
