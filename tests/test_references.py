@@ -375,8 +375,6 @@ def test_degrees_become_metres_at_the_central_latitude(tmp_path):
     np.testing.assert_allclose(tiled(ops.aspect(south)), 180, atol=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="aspect is computed in float64 below 360 and then "
-                   "rounded to float32, which turns 359.999994 into 360.0")
 def test_aspect_stays_below_360(tmp_path):
     """Facing north and a hair west of it: the float64 aspect is 359.9999943 degrees."""
     dem = plane(tmp_path, 1e-6, 10)

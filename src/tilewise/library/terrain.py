@@ -51,8 +51,10 @@ def _slope(a, *, nodata, res, z_factor, units):
 
 def _aspect(a, *, nodata, res, z_factor):
     gy, gx = _gradients(a, nodata, res, z_factor)
-    out = np.degrees(np.arctan2(-gx, -gy)) % 360
-    return np.where((gx == 0) & (gy == 0), -1.0, out)
+    # In float32, as declared: an angle a hair below 360 in float64 would round to 360.0.
+    out = (np.degrees(np.arctan2(-gx, -gy)) % 360).astype(np.float32)
+    out[out == 360] = 0
+    return np.where((gx == 0) & (gy == 0), np.float32(-1), out)
 
 
 def _hillshade(a, *, nodata, res, z_factor, azimuth, altitude):
