@@ -401,7 +401,7 @@ class Image:
             return self
         return Image(SliceNode((self,), starts, shape, dropped, band))
 
-    def compute(self, *, executor: str | None = None, workers: int | None = None,
+    def compute(self, *, executor: Any = None, workers: int | None = None,
                 memory: int | str | None = None, tile: Any = None) -> np.ndarray:
         """The whole image as a NumPy array; refused when it would not fit the memory budget."""
         return DRIVER["compute"](self, executor=executor, workers=workers, memory=memory,

@@ -97,7 +97,7 @@ class Value:
                 "bins": fingerprints.jsonable(red.bins), "ddof": red.ddof,
                 "image": [n.fingerprint() for n in Pipeline.of([red.image]).nodes]}
 
-    def compute(self, *, executor: str | None = None, workers: int | None = None,
+    def compute(self, *, executor: Any = None, workers: int | None = None,
                 memory: int | str | None = None, tile: Any = None) -> Any:
         return DRIVER["evaluate"]([self], executor=executor, workers=workers, memory=memory,
                                   tile=tile)[0]
