@@ -5,9 +5,9 @@ whatever else a reader found. Functions here derive new dicts; nothing mutates o
 
 Entries tied to the pixel grid are *fields*: each registered `Field` knows how its value follows
 a window (`shift`), a change of pixel size (`scale`), and how it is stored as JSON (in Zarr
-attributes). The affine transform and the CRS are the built-in fields; another kind of
-georeference (a FITS WCS) registers its own with `register`, so this module assumes no rasterio:
-the built-in fields import rasterio and affine only when one of their values is handled.
+attributes). The affine transform, the CRS and an astropy WCS (`wcs`) are the built-in fields;
+another kind of georeference registers its own with `register`. This module assumes neither
+rasterio nor astropy: a built-in field imports its library only when one of its values is handled.
 """
 
 from __future__ import annotations
@@ -86,6 +86,61 @@ def _crs_from_json(value: Any) -> Any:
 register(Field("crs", _crs_to_json, _crs_from_json))
 register(Field("transform", lambda t: list(t)[:6], _transform_from_json,
                _transform_shift, _transform_scale))
+
+
+def _wcs_axes(wcs: Any, names: Mapping[str, Any]) -> list[str | None]:
+    """The image axis of each WCS pixel axis, in FITS order: the image's last axes reversed,
+    as astropy reads a FITS array (NumPy (z, y, x) is FITS (x, y, z)); None past the image's."""
+    axes = list(names)
+    return [axes[-1 - i] if i < len(axes) else None for i in range(wcs.pixel_n_dim)]
+
+
+def _wcs_shift(wcs: Any, offsets: Mapping[str, int]) -> Any:
+    starts = [offsets.get(a, 0) if a else 0 for a in _wcs_axes(wcs, offsets)]
+    if not any(starts):
+        return wcs
+    # astropy's own slicing also moves SIP and distortion-table reference pixels.
+    out = wcs.slice(tuple(slice(s, None) for s in reversed(starts)))
+    out.pixel_shape = None  # the window's extent is the image's to know, not the field's
+    return out
+
+
+def _wcs_scale(wcs: Any, factors: Mapping[str, Fraction]) -> Any:
+    """New pixel p covers old pixels [p*f, (p+1)*f): its centre, old pixel p*f + (f-1)/2 (0-based),
+    is FITS pixel (p+1 - 1/2)*f + 1/2, so crpix' = (crpix - 1/2) / f + 1/2; the pixel scale
+    (a column of CD, or of CDELT x PC) grows by f. astropy's `slice` with a step scales CDELT
+    only, which is wrong for a CD matrix or a rotated PC."""
+    import numpy as np
+
+    scale = [float(factors.get(a, 1)) if a else 1.0 for a in _wcs_axes(wcs, factors)]
+    if all(f == 1 for f in scale):
+        return wcs
+    if wcs.sip is not None or any(getattr(wcs, t) is not None
+                                  for t in ("cpdis1", "cpdis2", "det2im1", "det2im2")):
+        raise ParameterError("cannot rescale a WCS with SIP or lookup-table distortions; "
+                             "drop its 'wcs' metadata or resample it with reproject")
+    out = wcs.deepcopy()
+    out.pixel_shape = None
+    lin = out.wcs
+    lin.crpix = [(c - 0.5) / f + 0.5 for c, f in zip(lin.crpix, scale, strict=True)]
+    if lin.has_cd():
+        lin.cd = lin.cd * scale
+    elif np.count_nonzero(lin.pc - np.diag(lin.pc.diagonal())) == 0:
+        lin.cdelt = lin.cdelt * scale  # a diagonal PC: scaling CDELT keeps the header plain
+    else:
+        lin.pc = lin.pc * scale
+    return out
+
+
+def _wcs_from_json(value: str) -> Any:
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    return WCS(fits.Header.fromstring(value))
+
+
+register(Field("wcs", lambda w: w.to_header_string(relax=True), _wcs_from_json,
+               _wcs_shift, _wcs_scale))
 
 
 def known_keys() -> tuple[str, ...]:

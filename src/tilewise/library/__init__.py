@@ -11,6 +11,7 @@ prints. Every built-in gives, tile by tile, exactly what it gives on the whole i
 from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
 from .intensity import stretch
 from .registry import BUILTINS, Builtin
+from .resample import rebin
 from .terrain import aspect, hillshade, slope
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "mean",
     "median",
     "minimum",
+    "rebin",
     "slope",
     "stretch",
 ]
