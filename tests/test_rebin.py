@@ -11,6 +11,7 @@ cannot be the reference of anything computed in pieces (not even of a crop of th
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -418,3 +419,18 @@ def test_the_example_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "(53, 105, 105) -> (53, 21, 21) float32" in done.stdout
     assert tw.open(out).meta["wcs"].wcs.cdelt[0] == pytest.approx(-0.006388889 * 5, rel=1e-12)
+
+
+def test_the_docs_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("astropy")
+    dem, cube = data_path("dem", "srtm90.tif"), data_path("astronomy", "l1448_13co.fits")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "rebin.md")) as f:
+        code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    code = code.replace("../shared/data/dem/srtm90.tif", dem)
+    code = code.replace("../shared/data/astronomy/l1448_13co.fits", cube)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/rebin.md", "exec"), namespace)
+    assert tw.open(tmp_path / "l1448_5x5.zarr").shape == (53, 21, 21)
+    assert namespace["spectrum"].shape == (53, 1, 1)
