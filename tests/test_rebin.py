@@ -374,12 +374,6 @@ def test_json_round_trip_of_the_wcs(l1448):
 
 # --- pipeline files ----------------------------------------------------------------------------
 
-NEEDS_SPEC = pytest.mark.xfail(
-    strict=True, raises=TypeError,
-    reason="spec.py's _typed checks a union as its first type only, and a dict not at all")
-
-
-@NEEDS_SPEC
 @pytest.mark.parametrize("factors, shape", [("{y: 4, x: 4}", (16, 12)), ("4", (16, 12)),
                                             ("{y: -1}", (1, 48))])
 def test_pipeline_file(tmp_path, factors, shape):
@@ -398,7 +392,6 @@ def test_pipeline_file(tmp_path, factors, shape):
     np.testing.assert_array_equal(got, reference(a, sizes, "mean"), strict=True)
 
 
-@NEEDS_SPEC
 def test_pipeline_file_with_a_bad_factor(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((8, 8)))
     (tmp_path / "p.yaml").write_text(
