@@ -29,6 +29,7 @@ import tilewise as tw
 from tilewise import library as ops
 from tilewise import meta as metadata
 from tilewise import spec
+from tilewise.library.resample import output_dtype
 
 HOWS = ["sum", "mean", "min", "max", "median"]
 SETTINGS = settings(max_examples=60, deadline=None,
@@ -102,6 +103,18 @@ def test_the_reference_is_each_blocks_own_numpy_call(how):
             expected[i, j] = quietly(getattr(np, f"nan{how}"), block.astype(dtype))
     expected[0, 0] = np.nan                                 # nansum of nothing would be 0
     np.testing.assert_array_equal(ref, expected, strict=True)
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("sum", [[12, 3, 0]]), ("mean", [[3.0, 3.0, np.nan]]), ("median", [[3.0, 3.0, np.nan]]),
+    ("min", [[1, 3, -9]]), ("max", [[5, 3, -9]]),
+])
+def test_hand_computed_blocks(how, expected):
+    """Blocks {1, 2, 4, 5}, {3} once nodata is skipped, and nothing valid at all."""
+    a = np.array([[1, 2, 3, -9, -9, -9], [4, 5, -9, -9, -9, -9]], "int16")
+    got = ops.rebin(with_meta(a, nodata=-9), factors=2, how=how).compute(tile=1)
+    np.testing.assert_array_equal(got, np.array(expected, output_dtype(a.dtype, how)),
+                                  strict=True)
 
 
 @SETTINGS
