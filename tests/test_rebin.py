@@ -440,3 +440,18 @@ def test_the_docs_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "docs/rebin.md", "exec"), namespace)
     assert tw.open(tmp_path / "l1448_5x5.zarr").shape == (53, 21, 21)
     assert namespace["spectrum"].shape == (53, 1, 1)
+
+
+def test_two_images_with_equal_wcs_share_a_grid_and_open_takes_meta():
+    """Equal WCSs (different objects) are one grid; `tw.open(array, meta=)` attaches one."""
+    astropy_wcs = pytest.importorskip("astropy.wcs")
+    wcs = astropy_wcs.WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.cdelt = [-0.001, 0.001]
+    a = tw.open(np.ones((20, 30)), meta={"wcs": wcs})
+    b = tw.open(np.ones((20, 30)), meta={"wcs": wcs.deepcopy()})
+    assert tw.map(np.add, a, b).compute()[0, 0] == 2
+    other = wcs.deepcopy()
+    other.wcs.cdelt = [-0.002, 0.002]
+    with pytest.raises(tw.GridMismatchError, match="their wcs differ"):
+        tw.map(np.add, a, tw.open(np.ones((20, 30)), meta={"wcs": other}))

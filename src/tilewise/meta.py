@@ -13,6 +13,7 @@ rasterio nor astropy: a built-in field imports its library only when one of its 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,8 +33,8 @@ class Field:
     `shift(value, offsets)`: the value for a window starting at `offsets` (pixels per axis name).
     `scale(value, factors)`: the value for pixels `factors` times as large per axis name (output
     pixel o covers input pixels [o*f, (o+1)*f)), the origin kept.
-    `to_json` / `from_json`: a JSON-safe form and back. Every axis of the image is in `offsets`
-    and `factors`.
+    `to_json` / `from_json`: a JSON-safe form and back. `same(a, b)`: whether both are one
+    grid. Every axis of the image is in `offsets` and `factors`.
     """
 
     key: str
@@ -41,6 +42,9 @@ class Field:
     from_json: Callable[[Any], Any]
     shift: Callable[[Any, Mapping[str, int]], Any] = _same
     scale: Callable[[Any, Mapping[str, Fraction]], Any] = _same
+    #: Whether two values describe the same grid (`==` by default; a WCS compares its
+    #: parameters, not its identity).
+    same: Callable[[Any, Any], bool] = operator.eq
 
 
 FIELDS: dict[str, Field] = {}
@@ -140,7 +144,8 @@ def _wcs_from_json(value: str) -> Any:
 
 
 register(Field("wcs", lambda w: w.to_header_string(relax=True), _wcs_from_json,
-               _wcs_shift, _wcs_scale))
+               _wcs_shift, _wcs_scale,
+               lambda a, b: a.to_header_string(relax=True) == b.to_header_string(relax=True)))
 
 
 def known_keys() -> tuple[str, ...]:
@@ -207,7 +212,9 @@ def from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 def same_grid(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
     """Why two images' georeferences differ, or None when they agree (or one has none)."""
-    for key in FIELDS:
-        if a.get(key) is not None and b.get(key) is not None and a[key] != b[key]:
-            return f"their {key} differ ({a[key]} vs {b[key]})"
+    for key, field in FIELDS.items():
+        if a.get(key) is not None and b.get(key) is not None and not field.same(a[key], b[key]):
+            shown = (f" ({a[key]} vs {b[key]})" if len(str(a[key])) + len(str(b[key])) < 200
+                     else "")
+            return f"their {key} differ{shown}"
     return None

@@ -18,6 +18,7 @@ georeference is rescaled by the factor.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import sys
@@ -149,14 +150,21 @@ def map(func: Callable[..., Any], *images: Any, margin: Margin = 0, dtype: Any =
 
 
 def open(path: Any, *, axes: str | Sequence[str] | None = None, format: str | None = None,
-         **options: Any) -> Image:
+         meta: Mapping[str, Any] | None = None, **options: Any) -> Image:
     """A lazy image of a file (GeoTIFF or any GDAL raster, Zarr, `.npy`, or a format a
     plug-in adds) or of an in-memory NumPy array.
 
     The format is `format=` if given, else found from the URL scheme, the file's content and
-    its suffix (see `io.registry`); `options` go to the format's opener.
+    its suffix (see `io.registry`); `options` go to the format's opener. `meta` adds to or
+    replaces what the source says (an in-memory array's `transform`, `crs` or `wcs`).
     """
-    return Image(SourceNode((), open_source(path, axes, format, **options)))
+    source = open_source(path, axes, format, **options)
+    if meta:
+        unknown = [k for k in meta if not isinstance(k, str)]
+        if unknown:
+            raise ParameterError(f"meta= keys must be names, not {unknown[0]!r}")
+        source = dataclasses.replace(source, meta={**source.meta, **meta})
+    return Image(SourceNode((), source))
 
 
 def _takes(func: Callable[..., Any], keyword: str) -> bool:
