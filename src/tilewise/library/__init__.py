@@ -10,6 +10,7 @@ prints. Every built-in gives, tile by tile, exactly what it gives on the whole i
 
 from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
 from .intensity import stretch
+from .nodata import fillnodata, nodata_mask
 from .registry import BUILTINS, Builtin
 from .terrain import aspect, hillshade, slope
 
@@ -17,6 +18,7 @@ __all__ = [
     "BUILTINS",
     "Builtin",
     "aspect",
+    "fillnodata",
     "gaussian",
     "gradient_magnitude",
     "hillshade",
@@ -24,6 +26,7 @@ __all__ = [
     "mean",
     "median",
     "minimum",
+    "nodata_mask",
     "slope",
     "stretch",
 ]
