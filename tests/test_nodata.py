@@ -4,6 +4,7 @@ wrong with less), and the CNES chain of examples/cnes_dsm.yaml."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from tilewise import library as ops
 from tilewise.errors import ParameterError
 from tilewise.library.nodata import fill_margin
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "cnes_dsm.yaml")
+EXAMPLE = Path(__file__).parent.parent / "examples" / "cnes_dsm.yaml"
 NODATA = -32768.0
 
 
@@ -202,7 +203,7 @@ def test_the_cnes_example_pipeline_equals_the_whole_array_chain(tmp_path):
     dsm_path = data_path("dem", "dsm_montpellier.tif")
     folder = tmp_path / "examples"
     folder.mkdir()
-    text = open(EXAMPLE).read()
+    text = EXAMPLE.read_text()
     assert "../../shared/data/dem/dsm_montpellier.tif" in text
     (folder / "cnes_dsm.yaml").write_text(
         text.replace("../../shared/data/dem/dsm_montpellier.tif", os.path.abspath(dsm_path)))
