@@ -10,6 +10,7 @@ prints. Every built-in gives, tile by tile, exactly what it gives on the whole i
 
 from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
 from .intensity import stretch
+from .nodata import fillnodata, nodata_mask
 from .registry import BUILTINS, Builtin
 from .resample import rebin
 from .terrain import aspect, hillshade, slope
@@ -18,6 +19,7 @@ __all__ = [
     "BUILTINS",
     "Builtin",
     "aspect",
+    "fillnodata",
     "gaussian",
     "gradient_magnitude",
     "hillshade",
@@ -25,6 +27,7 @@ __all__ = [
     "mean",
     "median",
     "minimum",
+    "nodata_mask",
     "rebin",
     "slope",
     "stretch",
