@@ -11,6 +11,8 @@ and a run could not resume. Workers write their tiles into a Zarr array at `NAME
 (LZ4, in parallel, fsynced); a thread of the driver copies each finished row of tiles, block by
 block, into a GeoTIFF inside the staging folder (GDAL compressing with every core), and when
 the last row is copied the GeoTIFF is renamed to `NAME`. A resumed run copies from the start.
+A `.cog.tif` output is a COG, whose overviews are built from the blocks as they are copied
+(`cog`).
 """
 
 from __future__ import annotations
