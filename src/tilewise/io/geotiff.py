@@ -11,6 +11,8 @@ and a run could not resume. Workers write their tiles into a Zarr array at `NAME
 (LZ4, in parallel, fsynced); a thread of the driver copies each finished row of tiles, block by
 block, into a GeoTIFF inside the staging folder (GDAL compressing with every core), and when
 the last row is copied the GeoTIFF is renamed to `NAME`. A resumed run copies from the start.
+A `.cog.tif` output is a COG, whose overviews are built from the blocks as they are copied
+(`cog`).
 """
 
 from __future__ import annotations
@@ -139,10 +141,18 @@ class GeoTIFFSink(Sink):
 
     def copy_rows(self, ready: Callable[[int], bool]) -> str:
         """Copy the staged tiles into a GeoTIFF, a row of blocks at a time, each row as soon
-        as `ready(stop)` says that every tile above `stop` is staged."""
+        as `ready(stop)` says that every tile above `stop` is staged; "" if stopped."""
         target = os.path.join(self.staging, os.path.basename(self.path))
+        if not self.copy_blocks(ready, target, self._profile()):
+            return ""
+        fsync(target)
+        return target
+
+    def copy_blocks(self, ready: Callable[[int], bool], target: str, profile: dict[str, Any],
+                    copied: Callable[[int, int, np.ndarray], None] | None = None) -> bool:
+        """Copy the staged tiles into a new TIFF at `target`, block by block in rows, calling
+        `copied(row, col, block)` after each block; False if `ready` said to stop."""
         staged = zarr.open_array(self.staging, mode="r")
-        profile = self._profile()
         with rasterio.open(target, "w", **profile) as ds:
             names = self.meta.get("band_names")
             if names is not None and len(names) == profile["count"]:
@@ -154,7 +164,7 @@ class GeoTIFFSink(Sink):
             for row in range(0, height, by):
                 rows = slice(row, min(row + by, height))
                 if not ready(rows.stop):
-                    return ""
+                    return False
                 for col in range(0, width, bx):
                     cols = slice(col, min(col + bx, width))
                     block = staged[..., rows, cols]
@@ -163,8 +173,9 @@ class GeoTIFFSink(Sink):
                         ds.write(block, 1, window=window)
                     else:
                         ds.write(block, bands, window=window)
-        fsync(target)
-        return target
+                    if copied is not None:
+                        copied(row, col, block)
+        return True
 
     def _profile(self) -> dict[str, Any]:
         height, width = self.shape[-2:]

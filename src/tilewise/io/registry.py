@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import InputError, ParameterError, UnsupportedFormatError
 from .base import Sink, Source
+from .cog import COGSink
 from .gdal import GDALSource
 from .geotiff import GeoTIFFSink, GeoTIFFSource, is_tiff
 from .location import VSI, scheme, suffix
@@ -72,6 +73,8 @@ BUILTINS: tuple[Format, ...] = (
     Format("npy", NpySource.open, (".npy",), (), is_npy, NpySink),
     Format("gdal", GDALSource.open,
            (".vrt", ".img", ".jp2", ".png", ".nc", ".hdf", ".h5", ""), GDAL_SCHEMES),
+    # Written as a COG (see cog), read as any GeoTIFF: the geotiff sniffer recognises it first.
+    Format("cog", GeoTIFFSource.open, (".cog.tif", ".cog.tiff"), sink=COGSink),
 )
 
 
@@ -192,7 +195,11 @@ def _head(path: str) -> bytes:
 
 
 def _by_suffix(path: str, candidates: tuple[Format, ...], verb: str) -> Format:
-    end = suffix(path)
+    """The format whose suffix `path` ends with; a compound one (`.cog.tif`) wins."""
+    end, lower = suffix(path), path.lower()
+    for fmt in candidates:
+        if any(s.count(".") > 1 and lower.endswith(s) for s in fmt.suffixes):
+            return fmt
     for fmt in candidates:
         if end in fmt.suffixes:
             return fmt
