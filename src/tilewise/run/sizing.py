@@ -49,7 +49,8 @@ def fixed_costs(pipeline: Pipeline, sinks: Sequence[Sink], runner: Executor, bud
     readers = (extra or 1) if any(n.source.paths for n in pipeline.sources) else 0
     # A library's cache (GDAL's) is one per process, however many of its files it reads.
     library_cache = max((n.source.cache_bytes for n in pipeline.sources), default=0)
-    writer_cache = max((s.cache_bytes for s in sinks), default=0)
+    # Each sink keeps its own (a COG's overview strips); a sum overestimates GDAL's one cache.
+    writer_cache = sum(s.cache_bytes for s in sinks)
     read_cache = min(block_reads.CAPACITY, budget // (8 * max(readers, 1)))
     fixed = ((library_cache + read_cache) * readers + writer_cache
              + WORKER_BASELINE * extra)
