@@ -11,6 +11,7 @@ prints. Every built-in gives, tile by tile, exactly what it gives on the whole i
 from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
 from .intensity import stretch
 from .registry import BUILTINS, Builtin
+from .reprojection import reproject, warp
 from .terrain import aspect, hillshade, slope
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "mean",
     "median",
     "minimum",
+    "reproject",
     "slope",
     "stretch",
+    "warp",
 ]
