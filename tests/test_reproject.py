@@ -204,7 +204,7 @@ def test_warp_on_a_given_grid_with_threads_and_processes():
                                       serial, strict=True)
     with rasterio.open(path) as src:
         a = src.read(1, window=((1000, 1400), (2000, 2600)))
-        window_transform = src.transform * Affine.translation(2000, 1000)
+        window_transform = src.transform @ Affine.translation(2000, 1000)
         grid = ops.reprojection.warp_grid(dem, "EPSG:32611", None, tuple(transform),
                                           (300, 400), "cubic")
         ref = type("Src", (), {"transform": window_transform, "crs": src.crs})
