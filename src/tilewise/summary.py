@@ -31,7 +31,7 @@ def describe(planned: Planned) -> list[str]:
         *(f"{'':<10} output {os.path.basename(s.path)}: {' x '.join(map(str, s.shape))}  "
           f"axes {''.join(s.axes)}" for s in sinks if pipeline.grids.mixed),
         f"tiles      {tile}  ({counts} = {len(grid)} tiles{chosen})",
-        f"halo       up to {halo} pixels; read / written = {read / written:.3f} "
+        f"halo       {halo}; read / written = {read / written:.3f} "
         f"({read:,} / {written:,} pixels)" if pipeline.sources else "halo       no sources",
         f"memory     {format_bytes(per_worker)} per worker x {plan.workers}, "
         f"{format_bytes(plan.tile_bytes + plan.fixed)} in total of the "
@@ -70,15 +70,20 @@ def describe(planned: Planned) -> list[str]:
     return lines
 
 
-def _halo(planned: Planned) -> int:
-    """The widest margin, in source pixels, that a central tile reads around its core."""
+def _halo(planned: Planned) -> str:
+    """The widest margin, in source pixels, that a central tile reads around its core; ops
+    that map regions by a footprint function (reprojection) read what it says instead."""
     pipeline = planned.pipeline
+    mapped = [n.label for n in pipeline.nodes if n.inputs and n.maps(0) is None]
+    if mapped:
+        return f"by footprint ({', '.join(mapped)}: what each tile maps onto, plus its margin)"
     box = central(pipeline.shape, planned.plan.grid.tile)
     full, core = pipeline.regions(box), pipeline.regions(box, halo=False)
-    return max((max(max(c0 - r0, r1 - c1) for r0, r1, c0, c1 in
-                    zip(full[id(n)].start, full[id(n)].stop, core[id(n)].start,
-                        core[id(n)].stop, strict=True))
-                for n in pipeline.sources), default=0)
+    widest = max((max(max(c0 - r0, r1 - c1) for r0, r1, c0, c1 in
+                      zip(full[id(n)].start, full[id(n)].stop, core[id(n)].start,
+                          core[id(n)].stop, strict=True))
+                  for n in pipeline.sources), default=0)
+    return f"up to {widest} pixels"
 
 
 def _reduction(red: Reduction) -> str:

@@ -12,6 +12,7 @@ from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimu
 from .intensity import stretch
 from .nodata import fillnodata, nodata_mask
 from .registry import BUILTINS, Builtin
+from .reprojection import reproject, warp
 from .resample import rebin
 from .terrain import aspect, hillshade, slope
 
@@ -29,6 +30,8 @@ __all__ = [
     "minimum",
     "nodata_mask",
     "rebin",
+    "reproject",
     "slope",
     "stretch",
+    "warp",
 ]
