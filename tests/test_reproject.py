@@ -2,6 +2,7 @@
 error of its approximate transformer; each tile reads only its footprint."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -211,3 +212,29 @@ def test_warp_on_a_given_grid_with_threads_and_processes():
         expected = gdal_whole(a, ref, "EPSG:32611", transform, (300, 400), "cubic",
                               grid.options)
     assert_within_approximation(serial, expected)
+
+
+def test_the_examples_run(tmp_path):
+    """examples/hst_reproject.py (checks itself against whole-array reproject) and
+    examples/srtm_utm_cog.yaml (a valid COG), run as a user would, in a copy of examples/."""
+    import shutil
+    import subprocess
+    import sys
+
+    from rio_cogeo.cogeo import cog_validate
+
+    fits_path = data_path("astronomy", "j8bt06nyq_flt.fits")
+    data_path("dem", "srtm90.tif")
+    here = tmp_path / "examples"
+    root = os.path.join(os.path.dirname(__file__), "..", "examples")
+    shutil.copytree(root, here, ignore=shutil.ignore_patterns("out"))
+    env = {**os.environ, "TILEWISE_DATA": os.path.dirname(os.path.dirname(fits_path))}
+    done = subprocess.run([sys.executable, str(here / "hst_reproject.py"), fits_path],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "equal to reproject_interp on the whole array" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "tilewise.cli", "run",
+                           str(here / "srtm_utm_cog.yaml"), "--quiet"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert cog_validate(str(here / "out" / "srtm90_utm11n.cog.tif"))[0]
