@@ -26,7 +26,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import emit, median, run_child  # noqa: E402
+from measure import emit, median, run_child, table  # noqa: E402
 
 from tilewise.io.geotiff import BLOCK, CREATION_OPTIONS  # noqa: E402
 
@@ -113,14 +113,6 @@ def case_first_tile_dask() -> None:
     emit({"seconds": first[0] if first else float("nan"), "tiles": x.npartitions})
 
 
-def table(rows: list[tuple[str, dict]], reference: dict) -> None:
-    print(f"{'case':<38}{'tiles':>8}{'wall s':>9}{'vs dask':>9}{'peak RSS':>11}{'vs dask':>9}")
-    for name, r in rows:
-        print(f"{name:<38}{r['tiles']:>8}{r['seconds']:>9.2f}"
-              f"{r['seconds'] / reference['seconds']:>9.2f}"
-              f"{r['peak_rss'] / 2**30:>9.2f}GB{r['peak_rss'] / reference['peak_rss']:>9.2f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=12288)
@@ -158,7 +150,7 @@ def main() -> None:
     rows = [(name, median(runs[name])) for name, _ in cases]
     print(f"\nchain uniform(5) -> hypot(sobel) -> gaussian(2), halo 11, GeoTIFF out "
           f"({OPTIONS['compress']}), tilewise memory={args.memory}, median of {args.repeat}")
-    table(rows, rows[0][1])
+    table(rows, rows[0][1], 'vs dask', 38)
     threads = {name: r for name, r in rows}
     one, two = threads["tilewise threads, 1 worker"], threads["tilewise threads, 2 workers"]
     print(f"tilewise speed-up 2 workers vs 1: {one['seconds'] / two['seconds']:.2f}x; "

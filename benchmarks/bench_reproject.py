@@ -26,7 +26,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import emit, median, run_child  # noqa: E402
+from measure import emit, median, run_child, table  # noqa: E402
 
 MEMORY = "512MiB"
 
@@ -122,14 +122,6 @@ def case_tilewise(src: str, out: str, kind: str, executor: str) -> None:
     emit({"seconds": time.perf_counter() - start, "tiles": report.tiles, "tile": report.tile})
 
 
-def table(rows: list[tuple[str, dict]], reference: dict) -> None:
-    print(f"{'case':<44}{'tiles':>7}{'wall s':>9}{'vs ref':>8}{'peak RSS':>11}{'vs ref':>8}")
-    for name, r in rows:
-        print(f"{name:<44}{r['tiles']:>7}{r['seconds']:>9.2f}"
-              f"{r['seconds'] / reference['seconds']:>8.2f}"
-              f"{r['peak_rss'] / 2**30:>9.2f}GB{r['peak_rss'] / reference['peak_rss']:>8.2f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=16384)
@@ -165,7 +157,7 @@ def main() -> None:
                 runs[name].append(run_child([me, "--case", case, "--args", src, *rest]))
         rows = [(name, median(runs[name])) for name, _ in cases]
         print()
-        table(rows, rows[0][1])
+        table(rows, rows[0][1], 'vs ref', 44)
 
 
 if __name__ == "__main__":

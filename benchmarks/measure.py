@@ -45,3 +45,13 @@ def median(results: list[dict]) -> dict:
     """The run with the median wall time, its peak memory the largest of all runs."""
     ordered = sorted(results, key=lambda r: r["seconds"])
     return {**ordered[len(ordered) // 2], "peak_rss": max(r["peak_rss"] for r in results)}
+
+
+def table(rows: list[tuple[str, dict]], reference: dict, versus: str = "vs ref",
+          width: int = 44) -> None:
+    """Each case's tiles, wall time and peak RSS, with ratios to `reference`."""
+    print(f"{'case':<{width}}{'tiles':>8}{'wall s':>9}{versus:>9}{'peak RSS':>11}{versus:>9}")
+    for name, r in rows:
+        print(f"{name:<{width}}{r['tiles']:>8}{r['seconds']:>9.2f}"
+              f"{r['seconds'] / reference['seconds']:>9.2f}"
+              f"{r['peak_rss'] / 2**30:>9.2f}GB{r['peak_rss'] / reference['peak_rss']:>9.2f}")
