@@ -80,12 +80,13 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
     options = Options.of(executor, workers, memory, tile, overwrite, progress, on_error)
     with quiet_nan_warnings():
         checked = _check(images, paths, options)
-        finished = _finished(checked, options)
+        prints = _prints(checked, options)
+        finished = _finished(checked, options, prints)
         if finished is not None:
             return finished
         planned = _plan(checked, options)
         return write(planned.pipeline, planned.sinks, planned.plan, options,
-                     described=checked.pipeline)
+                     described=checked.pipeline, prints=prints)
 
 
 def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
@@ -134,15 +135,22 @@ def _check(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[
     return _Checked(unbound, outs, tiles, tile_from if tiles is not None else "planned")
 
 
-def _finished(checked: _Checked, options: Options) -> Report | None:
-    """A report of nothing to do when every output is complete by this very pipeline (a
-    changed one is refused here), found before any reduction sweep or probe runs."""
+def _prints(checked: _Checked, options: Options) -> list[dict[str, Any]] | None:
+    """The outputs' fingerprints, when a journal already fixes the tile grid: computed once
+    (hashing input files), for the finished-already check and then for the output pass."""
     if options.overwrite or checked.tile is None:
         return None
     sinks = outputs.sinks(checked.pipeline, checked.paths, checked.tile)
-    if not all(s.resumable for s in sinks):
+    return journal.fingerprints(checked.pipeline, sinks, checked.tile)
+
+
+def _finished(checked: _Checked, options: Options, prints: list[dict[str, Any]] | None
+              ) -> Report | None:
+    """A report of nothing to do when every output is complete by this very pipeline (a
+    changed one is refused here), found before any reduction sweep or probe runs."""
+    if prints is None or not all(prints):  # an output that is not resumable has no print
         return None
-    prints = journal.fingerprints(checked.pipeline, sinks, checked.tile)
+    sinks = outputs.sinks(checked.pipeline, checked.paths, checked.tile)
     tiles = TileGrid(checked.pipeline.shape, checked.tile)
     states = [journal.state(s, fp, len(tiles), False) for s, fp in zip(sinks, prints,
                                                                        strict=True)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,11 +33,13 @@ from .tilejob import Failed, TileWork
 
 
 def write(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, options: Options,
-          described: Pipeline | None = None) -> Report:
+          described: Pipeline | None = None,
+          prints: list[dict[str, Any]] | None = None) -> Report:
     """Run the tiles no earlier run finished, journal each, then move outputs into place.
 
     `described` is the pipeline as the user built it, lazy values unresolved, whose
-    fingerprints the journals keep (default: `pipeline`).
+    fingerprints the journals keep (default: `pipeline`); `prints`, those fingerprints if the
+    caller computed them already.
     """
     started = time.perf_counter()
     journals: dict[int, journal.Journal] = {}
@@ -44,8 +47,8 @@ def write(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, options: Option
         for i, sink in enumerate(sinks):
             if sink.resumable:  # locked before anything is decided or touched
                 journals[i] = journal.Journal(journal.path_of(sink.path))
-        tiles = OutputPass(pipeline, tuple(sinks), plan, options, journals,
-                           described or pipeline).run()
+        prints = prints or journal.fingerprints(described or pipeline, sinks, plan.grid.tile)
+        tiles = OutputPass(pipeline, tuple(sinks), plan, options, journals, prints).run()
     finally:
         for log in journals.values():
             log.close()
@@ -60,11 +63,11 @@ class OutputPass:
 
     def __init__(self, pipeline: Pipeline, sinks: tuple[Sink, ...], plan: Plan,
                  options: Options, journals: dict[int, journal.Journal],
-                 described: Pipeline) -> None:
+                 prints: list[dict[str, Any]]) -> None:
         self.pipeline, self.sinks, self.plan, self.options = pipeline, sinks, plan, options
         self.journals = journals
         tiles = len(plan.grid)
-        self.prints = journal.fingerprints(described, sinks, plan.grid.tile)
+        self.prints = prints
         self.states = [journal.state(sink, fp, tiles, options.overwrite) if sink.resumable
                        else journal.State("fresh", np.zeros(tiles, bool))
                        for sink, fp in zip(sinks, self.prints, strict=True)]
