@@ -26,7 +26,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import emit, median, run_child, table  # noqa: E402
+from measure import case_options, dispatch, emit, median, run_child, table  # noqa: E402
 
 from tilewise.io.geotiff import BLOCK, CREATION_OPTIONS  # noqa: E402
 
@@ -119,11 +119,8 @@ def main() -> None:
     parser.add_argument("--memory", default="512MiB")
     parser.add_argument("--repeat", type=int, default=5,
                         help="runs per case; the table shows the median run")
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--args", nargs="*", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        globals()[f"case_{args.case}"](*[int(a) if a.isdigit() else a for a in args.args or []])
+    args = case_options(parser).parse_args()
+    if dispatch(args, globals(), lambda a: int(a) if a.isdigit() else a):
         return
 
     from make_data import make

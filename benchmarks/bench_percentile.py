@@ -22,7 +22,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import emit, median, run_child  # noqa: E402
+from measure import case_options, dispatch, emit, median, run_child  # noqa: E402
 
 Q = [2, 98]
 
@@ -62,11 +62,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=12288)
     parser.add_argument("--memory", default="256MiB")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--args", nargs="*", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        globals()[f"case_{args.case}"](*(args.args or []))
+    args = case_options(parser).parse_args()
+    if dispatch(args, globals()):
         return
 
     from make_data import make

@@ -26,7 +26,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from measure import emit, median, run_child, table  # noqa: E402
+from measure import case_options, dispatch, emit, median, run_child, table  # noqa: E402
 
 MEMORY = "512MiB"
 
@@ -127,11 +127,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16384)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["reproject", "warp"])
-    parser.add_argument("--case", help=argparse.SUPPRESS)
-    parser.add_argument("--args", nargs="*", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.case:
-        globals()[f"case_{args.case}"](*(args.args or []))
+    args = case_options(parser).parse_args()
+    if dispatch(args, globals()):
         return
 
     src = make(os.path.join(HERE, "data", f"wcs_{args.size}.npy"), args.size)

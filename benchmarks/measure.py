@@ -7,11 +7,13 @@ Peak memory is the largest sum of resident set sizes of the child and all its de
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -35,6 +37,21 @@ def run_child(args: list[str]) -> dict:
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss"] = peak
     return result
+
+
+def case_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The hidden options by which a benchmark runs one of its own cases in a child."""
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--args", nargs="*", help=argparse.SUPPRESS)
+    return parser
+
+
+def dispatch(args: argparse.Namespace, cases: dict, convert: Callable = str) -> bool:
+    """Run the case `--case` names (a `case_NAME` function of `cases`), if any."""
+    if not args.case:
+        return False
+    cases[f"case_{args.case}"](*[convert(a) for a in args.args or []])
+    return True
 
 
 def emit(result: dict) -> None:
