@@ -455,3 +455,19 @@ def test_two_images_with_equal_wcs_share_a_grid_and_open_takes_meta():
     other.wcs.cdelt = [-0.002, 0.002]
     with pytest.raises(tw.GridMismatchError, match="their wcs differ"):
         tw.map(np.add, a, tw.open(np.ones((20, 30)), meta={"wcs": other}))
+
+
+def test_physical_spacing_follows_windows_and_rebinning():
+    spacing = {"z": {"size": 0.32, "unit": "micrometer", "origin": 0.0},
+               "x": {"size": 0.1, "unit": "micrometer", "origin": 5.0}}
+    shifted = metadata.sliced({"physical": spacing}, ("z", "y", "x"), (2, 7, 10), None)
+    assert shifted["physical"]["z"]["origin"] == pytest.approx(0.64)
+    assert shifted["physical"]["x"]["origin"] == pytest.approx(6.0)
+    assert "y" not in shifted["physical"]
+    halved = metadata.rescaled({"physical": spacing}, ("z", "y", "x"),
+                               {"x": Fraction(2), "y": Fraction(2)})["physical"]
+    # Pixel 0 of the half-size image averages old pixels 0 and 1: its centre is half way.
+    assert halved["x"] == {"size": pytest.approx(0.2), "unit": "micrometer",
+                           "origin": pytest.approx(5.05)}
+    assert halved["z"] == spacing["z"]
+    assert metadata.from_attrs(metadata.to_attrs({"physical": spacing})) == {"physical": spacing}

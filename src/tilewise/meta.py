@@ -148,6 +148,30 @@ register(Field("wcs", lambda w: w.to_header_string(relax=True), _wcs_from_json,
                lambda a, b: a.to_header_string(relax=True) == b.to_header_string(relax=True)))
 
 
+def _physical_shift(axes: Mapping[str, Any], offsets: Mapping[str, int]) -> dict[str, Any]:
+    return {a: {**p, "origin": p["origin"] + offsets.get(a, 0) * p["size"]}
+            for a, p in axes.items()}
+
+
+def _physical_scale(axes: Mapping[str, Any], factors: Mapping[str, Fraction]) -> dict[str, Any]:
+    """A new pixel covering old pixels [p*f, (p+1)*f) has its centre (f-1)/2 old pixels past
+    the first one's: the origin, a pixel centre as in OME-NGFF, moves by that much."""
+    out = {}
+    for a, p in axes.items():
+        f = float(factors.get(a, 1))
+        out[a] = {**p, "size": p["size"] * f, "origin": p["origin"] + (f - 1) / 2 * p["size"]}
+    return out
+
+
+#: Physical pixel spacing of non-georeferenced images (microscopy, cubes): per axis name,
+#: `{"size": float, "unit": str | None, "origin": float}`, where `origin` is the physical
+#: coordinate of the centre of pixel 0 (OME-NGFF's scale and translation; units are NGFF's
+#: names, e.g. "micrometer", "second"). Axes without a known spacing are absent.
+register(Field("physical", lambda v: {a: dict(p) for a, p in v.items()},
+               lambda v: {a: dict(p) for a, p in v.items()},
+               _physical_shift, _physical_scale))
+
+
 def known_keys() -> tuple[str, ...]:
     """The metadata keys tilewise knows: the registered fields', nodata and band names."""
     return (*FIELDS, "nodata", "band_names")
