@@ -20,3 +20,13 @@ def data_path(*parts: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"real data {os.path.join(*parts)} not found under {DATA}")
     return path
+
+
+def above_resident(extra: str) -> int:
+    """A memory budget of `extra` on top of what this test process and its workers hold now:
+    `memory=` bounds the run's whole process tree, and a test session's interpreter grows."""
+    from dask.utils import parse_bytes
+
+    from tilewise.run import resident
+
+    return resident.tree() + parse_bytes(extra)

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 import tilewise as tw
-from tilewise.executors import EXECUTORS, Executor, WorkerLost, get_executor
+from tilewise.executors import EXECUTORS, Executor, WorkerLost, get_executor, processes
 
 
 def square(x):
@@ -29,6 +29,10 @@ def dies(x, how):
             ctypes.string_at(0)
     time.sleep(0.3 if x > 3 else 0.01)
     return x
+
+
+def pid(job):
+    return os.getpid()
 
 
 class Dies:
@@ -55,6 +59,7 @@ def children():
                                          ("kill", "killed by SIGKILL"),
                                          ("segfault", "killed by SIGSEGV")])
 def test_a_worker_that_dies_is_a_worker_lost_naming_the_job(how, detail):
+    processes.shutdown()  # workers started by earlier tests live on: end them first
     before = children()
     runner = get_executor("processes", 2)
     got = []
@@ -71,6 +76,7 @@ def test_a_worker_that_dies_is_a_worker_lost_naming_the_job(how, detail):
 
 
 def test_a_worker_killed_from_outside_is_a_worker_lost():
+    processes.shutdown()
     runner = get_executor("processes", 2)
     before = children()
     results = runner.run(square, iter(range(200)), in_flight=2)
@@ -134,3 +140,15 @@ def test_capabilities_are_declared_not_inferred():
     assert EXECUTORS["processes"].capabilities.process_per_worker
     assert not EXECUTORS["threads"].capabilities.pickles_work
     assert not any(vars(EXECUTORS["serial"].capabilities).values())
+
+
+def test_worker_processes_are_started_once_and_reused_by_later_runs():
+    processes.shutdown()
+    runner = get_executor("processes", 2)
+    first = dict(runner.run(pid, iter(range(8)), in_flight=2)).values()
+    pids = processes.worker_pids(2)
+    assert set(first) <= set(pids) and len(pids) == 2
+    second = dict(get_executor("processes", 2).run(pid, iter(range(8)), in_flight=2))
+    assert set(second.values()) <= set(pids)  # the same processes, not new ones
+    processes.shutdown()
+    assert not children() & set(pids)

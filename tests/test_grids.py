@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import rasterio
 import zarr
-from conftest import data_path
+from conftest import above_resident, data_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opslib import block_sum, correlate, double, flip_rows, flipped_rows, minimum, rebin, upsample
@@ -104,7 +104,8 @@ def test_a_dem_and_its_rebinning_as_geotiffs_keep_their_georeference(tmp_path):
     coarse = four(dem)
     assert coarse.meta["transform"].a == 4 * dem.meta["transform"].a
     assert coarse.meta["transform"].c == dem.meta["transform"].c
-    tw.save([dem, coarse], [tmp_path / "dem.tif", tmp_path / "dem4.tif"], memory="512MiB")
+    tw.save([dem, coarse], [tmp_path / "dem.tif", tmp_path / "dem4.tif"],
+            memory=above_resident("512MiB"))
     whole = dem.compute()
     h, w = whole.shape[0] // 4 * 4, whole.shape[1] // 4 * 4
     expected = whole[:h, :w].reshape(h // 4, 4, w // 4, 4).mean((1, 3)).astype("float32")
@@ -169,7 +170,7 @@ def test_plan_describes_mixed_grids_and_slices(tmp_path):
     img = tw.open(np.zeros((3, 120, 90), "float32"), axes="cyx")
     band = tw.map(correlate, img[0], margin=2, radius=2)
     lines = describe(plan([band, rebin(band)], [tmp_path / "b.zarr", tmp_path / "r.zarr"],
-                          memory="256MiB", tile={"y": 60, "x": 30}))
+                          memory=above_resident("256MiB"), tile={"y": 60, "x": 30}))
     text = "\n".join(lines)
     assert "output r.zarr: 40 x 45" in text
     assert "tiles      60 x 30  (2 x 3 = 6 tiles)" in text

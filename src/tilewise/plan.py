@@ -2,19 +2,23 @@
 
 The tile shape comes from measurement, not folklore: the pipeline runs once on a small probe
 tile under `tracemalloc` (which sees every NumPy allocation, temporaries included), giving the
-peak bytes per pixel of the largest window the pipeline holds. Tiles are then grown, in whole
-units of the sink chunks (and source blocks, when that is cheap), while
+peak bytes per pixel of the largest window the op chain holds (`Probe`). A tile in flight then
+costs its source windows (read once per tile), the chain's arrays on one sub-block (`subblocks`,
+whose side `speed` measures) and the tile's outputs with their encoding for the file; tiles are
+grown, in whole units of the sink chunks (and source blocks, when that is cheap), while
 
-    workers * bytes_per_pixel * window_pixels(tile) + queued * output_bytes(tile) <= budget
+    fixed + workers * tile_cost(tile) + queued * output_bytes(tile) <= budget
 
-where `queued` counts finished tiles waiting for the driver to write them (sinks that workers
-cannot write in parallel, such as an array in memory). Each tile covers whole sink chunks of
-every output, so no two tiles ever write the same chunk.
+where `fixed` is what the run's processes hold before any tile (measured: see `run.sizing`) and
+`queued` counts finished tiles waiting for the driver to write them (sinks that workers cannot
+write in parallel, such as an array in memory). Each tile covers whole sink chunks of every
+output, so no two tiles ever write the same chunk.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,16 +27,22 @@ from typing import Any
 import numpy as np
 from dask.utils import format_bytes
 
+from . import subblocks
 from .axes import SPATIAL, UNSPLIT, count
 from .errors import BudgetError, ParameterError
 from .grids import Grids
 from .pipeline import Pipeline
 from .regions import Box, TileGrid
+from .speed import Speed, central_box
 
 #: Pixels of the probe tile (per splittable spatial extent: 256 x 256, 40 x 40 x 40).
 PROBE_PIXELS = 256 * 256
-#: Measured peaks are scaled by this, for allocations `tracemalloc` cannot see (GDAL, codecs).
+#: Measured peaks are scaled by this, for allocations `tracemalloc` cannot see (codecs, SciPy's
+#: line buffers).
 SAFETY = 1.25
+#: A source window exists twice while it is read: runs of whole blocks are decoded into arrays
+#: of their own before they are copied into the window.
+READ_COPIES = 2
 #: Tiles larger than this many pixels gain nothing (halo overhead is already small).
 MAX_TILE_PIXELS = 2048 * 2048
 #: Aim for at least this many tiles per worker, so that no worker idles at the end.
@@ -51,6 +61,32 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """Peak bytes the probe tile took, per pixel: of the op chain per pixel of its largest
+    window (sources excluded, `SAFETY` included), and of `finish` (a reduction's kernels) per
+    pixel of the tile."""
+
+    chain: float
+    finish: float = 0.0
+    #: Seconds per pixel of the tile that the op chain took (traced, so an overestimate).
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What a run's memory goes to, besides its tiles: named parts, in bytes."""
+
+    parts: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.parts)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{format_bytes(n)} {name}" for name, n in self.parts if n)
+
+
+@dataclass(frozen=True)
 class Plan:
     grid: TileGrid
     bytes_per_pixel: float
@@ -61,8 +97,16 @@ class Plan:
     outputs: Grids | None = None
     #: Bytes of decoded source blocks each reading process may keep (see `io.blocks`).
     read_cache: int = 0
-    #: Bytes of the budget taken before tiles: caches and worker processes' baselines.
+    #: Bytes of the budget taken before tiles: the processes as measured, and caches.
     fixed: int = 0
+    #: The side of the sub-blocks a tile's op chain runs on (None: the tile whole).
+    block: int | None = None
+    #: What the speed measurement found (None: the side was given).
+    speed: Speed | None = None
+    #: Bytes one tile takes while a worker computes it.
+    worker_bytes: int = 0
+    #: `fixed`, part by part.
+    costs: Costs = Costs()
 
     def job(self, flat: int) -> Job:
         index = self.grid.index(flat)
@@ -78,19 +122,15 @@ class Plan:
 
 
 def probe(pipeline: Pipeline,
-          finish: Callable[[tuple[np.ndarray, ...], Box], Any] | None = None) -> float:
-    """Peak bytes per pixel of the largest node region, measured on one central tile.
+          finish: Callable[[tuple[np.ndarray, ...], Box], Any] | None = None) -> Probe:
+    """The peak bytes of the op chain (and of `finish`, if given: a reduction's kernels, run
+    on the outputs) on one central tile.
 
-    The sources are read before tracing starts and counted as the bytes of their windows: a
-    small probe window would otherwise be charged for whole storage blocks it decodes.
-    `finish`, if given, runs on the outputs inside the measurement (a reduction's kernels).
+    The sources are read before tracing starts and left out: a small probe window would
+    otherwise be charged for whole storage blocks it decodes, and a tile's windows are
+    counted exactly by `tile_cost`.
     """
-    shape, axes = pipeline.shape, pipeline.axes
-    spatial = [a in SPATIAL for a in axes]
-    side = max(1, round(PROBE_PIXELS ** (1 / max(1, sum(spatial)))))
-    size = tuple(min(n, side) if s else (n if a in UNSPLIT else 1)
-                 for n, s, a in zip(shape, spatial, axes, strict=True))
-    box = central(shape, size)
+    box = central_box(pipeline.shape, pipeline.axes, PROBE_PIXELS)
     regions = pipeline.regions(box)
     reads = {id(n): n.read(regions[id(n)]) for n in pipeline.sources}
     tracing = tracemalloc.is_tracing()
@@ -99,16 +139,42 @@ def probe(pipeline: Pipeline,
     try:
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
+        started = time.perf_counter()
         outputs = pipeline.compute(box, None, reads)
+        seconds = time.perf_counter() - started
+        chain = tracemalloc.get_traced_memory()[1] - before
+        kernels = 0
         if finish is not None:
+            tracemalloc.reset_peak()
+            held = tracemalloc.get_traced_memory()[0]
             finish(outputs, box)
+            kernels = tracemalloc.get_traced_memory()[1] - held
         del outputs
-        peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         if not tracing:
             tracemalloc.stop()
-    peak += sum(a.nbytes for a in reads.values())
-    return SAFETY * max(peak, 1) / max(r.size for r in regions.values())
+    return Probe(SAFETY * max(chain, 1) / max(r.size for r in regions.values()),
+                 SAFETY * kernels / max(box.size, 1), seconds / max(box.size, 1))
+
+
+def tile_cost(pipeline: Pipeline, box: Box, probe: Probe, block: int | None,
+              writes: float = 0.0) -> int:
+    """Peak bytes of one tile at `box` in a worker: its source windows while they are read;
+    then those with the chain's arrays on one sub-block of side `block` and the tile's
+    outputs; then the outputs with `finish`'s arrays and, `writes` per pixel, their
+    encoding for the file."""
+    regions = pipeline.regions(box)
+    reads = sum(regions[id(n)].size * n.source.dtype.itemsize for n in pipeline.sources
+                if id(n) in regions)
+    outs = sum(b.size * img.dtype.itemsize for img, b in
+               zip(pipeline.outputs, pipeline.grids.boxes(box), strict=True))
+    if len(subblocks.split(pipeline, box, block)) > 1:
+        sub = central(pipeline.shape, subblocks.shape(pipeline, box, block))
+        chain = probe.chain * window_pixels(pipeline, sub) + outs
+    else:
+        chain = probe.chain * window_pixels(pipeline, box)
+    after = outs + probe.finish * box.size + writes * box.size
+    return math.ceil(max(READ_COPIES * reads, reads + chain, after))
 
 
 def window_pixels(pipeline: Pipeline, box: Box) -> int:
@@ -146,39 +212,35 @@ def resolve_tile(tile: int | Mapping[str, int] | Sequence[int] | None,
     return tuple(out)
 
 
-def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: int,
-           queued: int, out_bytes_per_pixel: float, tile: tuple[int, ...] | None,
-           finish: Callable[[tuple[np.ndarray, ...], Box], Any] | None = None,
+def choose(pipeline: Pipeline, *, probe: Probe, unit: tuple[int, ...], budget: int,
+           workers: int, queued: int, out_bytes_per_pixel: float, tile: tuple[int, ...] | None,
+           block: int | None, writes: float = 0.0, fixed: Costs = Costs(),
            tile_from: str = "tile=") -> Plan:
     """Pick the largest tile (in whole `unit`s) whose run fits `budget`, or check `tile`
     (`tile_from` says where it came from, for the message when it does not fit)."""
     shape, axes = pipeline.shape, pipeline.axes
-    per_pixel = probe(pipeline, finish)
     in_flight = workers + queued
+    left = budget - fixed.total
 
     def cost(size: tuple[int, ...]) -> int:
         box = central(shape, size)
-        return math.ceil(workers * per_pixel * window_pixels(pipeline, box)
-                         + queued * out_bytes_per_pixel * box.size)
+        return (workers * tile_cost(pipeline, box, probe, block, writes)
+                + math.ceil(queued * out_bytes_per_pixel * box.size))
+
+    def plan(size: tuple[int, ...]) -> Plan:
+        return Plan(TileGrid(shape, size), probe.chain, cost(size), workers, in_flight,
+                    pipeline.grids, fixed=fixed.total, block=block,
+                    worker_bytes=tile_cost(pipeline, central(shape, size), probe, block,
+                                           writes), costs=fixed)
 
     if tile is not None:
-        need = cost(tile)
-        if need > budget:
-            named = dict(zip(axes, tile, strict=True))
-            fix = ("use a smaller tile or a larger memory" if tile_from == "tile=" else
-                   "raise memory, or pass overwrite to start again with tiles that fit")
-            raise BudgetError(
-                f"tile {named} (from {tile_from}) needs about {format_bytes(need)} with "
-                f"{workers} workers but the memory budget is {format_bytes(budget)}; {fix}")
-        return Plan(TileGrid(shape, tile), per_pixel, need, workers, in_flight,
-                    pipeline.grids)
-
-    size = tuple(min(n, u) for n, u in zip(shape, unit, strict=True))
-    if cost(size) > budget:
-        raise BudgetError(
-            f"the smallest tile this output allows, {dict(zip(axes, size, strict=True))}, "
-            f"needs about {format_bytes(cost(size))} with {workers} workers, more than the "
-            f"memory budget {format_bytes(budget)}; raise memory or lower workers")
+        if cost(tile) > left:
+            raise too_small(budget, fixed, cost(tile), workers, tile_named(axes, tile),
+                            tile_from)
+        return plan(tile)
+    size = smallest(shape, unit)
+    if cost(size) > left:
+        raise too_small(budget, fixed, cost(size), workers, tile_named(axes, size))
     growable = [i for i, a in enumerate(axes) if a not in UNSPLIT]
     order = sorted(growable, key=lambda i: (axes[i] not in SPATIAL, -i))
     min_tiles = min(TILES_PER_WORKER * workers, _count(shape, size))
@@ -190,7 +252,7 @@ def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: i
             bigger = list(size)
             bigger[i] = min(shape[i], size[i] * 2)
             bigger = tuple(bigger)
-            if (cost(bigger) <= budget and math.prod(bigger) <= MAX_TILE_PIXELS
+            if (cost(bigger) <= left and math.prod(bigger) <= MAX_TILE_PIXELS
                     and _count(shape, bigger) >= min_tiles):
                 key = (axes[i] not in SPATIAL, size[i])
                 if best is None or key < best[0]:
@@ -198,8 +260,33 @@ def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: i
         if best is None:
             break
         size = best[1]
-    return Plan(TileGrid(shape, size), per_pixel, cost(size), workers, in_flight,
-                pipeline.grids)
+    return plan(size)
+
+
+def smallest(shape: tuple[int, ...], unit: tuple[int, ...]) -> tuple[int, ...]:
+    """The smallest tile the alignment allows."""
+    return tuple(min(n, u) for n, u in zip(shape, unit, strict=True))
+
+
+def tile_named(axes: tuple[str, ...], size: tuple[int, ...]) -> dict[str, int]:
+    return dict(zip(axes, size, strict=True))
+
+
+def too_small(budget: int, fixed: Costs, tiles: int, workers: int, tile: dict[str, int],
+              tile_from: str | None = None) -> BudgetError:
+    """The refusal of a budget that cannot hold `tile` on every worker besides `fixed`."""
+    need = fixed.total + tiles
+    where = f"({fixed}, {format_bytes(tiles)} for {workers} tile(s) in flight)"
+    if tile_from is None:
+        return BudgetError(
+            f"the smallest tile this output allows, {tile}, needs about {format_bytes(need)} "
+            f"{where}, more than the memory budget {format_bytes(budget)}; raise memory or "
+            "lower workers")
+    fix = ("use a smaller tile or a larger memory" if tile_from == "tile=" else
+           "raise memory, or pass overwrite to start again with tiles that fit")
+    return BudgetError(
+        f"tile {tile} (from {tile_from}) needs about {format_bytes(need)} {where}, but the "
+        f"memory budget is {format_bytes(budget)}; {fix}")
 
 
 def central(shape: tuple[int, ...], size: tuple[int, ...]) -> Box:

@@ -51,6 +51,16 @@ class Executor(ABC):
     def __repr__(self) -> str:
         return f"<tilewise executor {self.name} x {self.workers}>"
 
+    def start(self, warm_up: Callable[[], Any] | None = None) -> None:
+        """Start the workers before the first job, and have each call `warm_up` (which loads
+        what the work will need), so that the memory they take can be measured before tiles
+        are sized; by default there is nothing to start."""
+
+    @property
+    def started(self) -> bool:
+        """Whether the workers are running (and hold their memory) already."""
+        return True
+
     @abstractmethod
     def run(self, work: Callable[[Any], Any], jobs: Iterable[Any], in_flight: int
             ) -> Iterator[tuple[Any, Any]]:

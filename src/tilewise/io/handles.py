@@ -81,3 +81,14 @@ def forget(path: str) -> list[Any]:
     with _lock:
         handles = _per_process.pop(path)
     return handles + _thread_cache().pop(path)
+
+
+def clear() -> None:
+    """Drop every handle of this process and this thread (a reused worker process, before a
+    run whose outputs may replace files that the handles of an earlier run still name)."""
+    with _lock:
+        _per_process.handles.clear()
+    for old in _thread_cache().handles.values():
+        if hasattr(old, "close"):
+            old.close()
+    _thread_cache().handles.clear()

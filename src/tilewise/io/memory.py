@@ -23,6 +23,7 @@ from ..regions import Box
 from . import handles
 from .base import Sink, Source
 from .fingerprint import array_digest
+from .pages import drop_mapped
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,11 +72,14 @@ class SharedArraySource(Source):
         return dict(self.origin)
 
     def read(self, box: Box) -> np.ndarray:
+        """A copy of the window: a worker's view would keep the pages it touched resident in
+        the worker, counting them once more in the run's memory; they are dropped instead."""
         block = handles.process_handle((self.name, 0), _attach)
-        whole = np.ndarray(self.shape, self.dtype, buffer=block.buf)
-        view = whole[box.slices]
-        view.flags.writeable = False
-        return view
+        view = np.ndarray(self.shape, self.dtype, buffer=block.buf)[box.slices]
+        data = np.array(view)
+        drop_mapped(view)
+        data.flags.writeable = False
+        return data
 
     def release(self) -> None:
         if self._owner is not None:

@@ -1,4 +1,9 @@
-"""NumPy `.npy` files, memory-mapped: read without loading, written in place by any worker."""
+"""NumPy `.npy` files, memory-mapped: read without loading, written in place by any worker.
+
+A window read is copied out of the map and a tile written goes into it; either way its pages are
+then dropped from the process (`pages`), so that a run's resident memory does not grow with
+the part of the file it has touched.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from ..errors import InputError
 from ..regions import Box
 from . import handles
 from .base import Sink, Source, fsync, read_head
+from .pages import drop_mapped
 
 #: The first bytes of every .npy file.
 MAGIC = b"\x93NUMPY"
@@ -43,7 +49,11 @@ class NpySource(Source):
                    tuple(1 for _ in arr.shape), {}, path)
 
     def read(self, box: Box) -> np.ndarray:
-        return handles.process_handle(handles.version(self.path), _open_read)[box.slices]
+        window = handles.process_handle(handles.version(self.path), _open_read)[box.slices]
+        data = np.array(window)
+        drop_mapped(window)  # read pages would stay resident until the map is closed
+        data.flags.writeable = False
+        return data
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +78,7 @@ class NpySink(Sink):
         arr = handles.process_handle(
             (self.staging, 0), lambda p: np.lib.format.open_memmap(p, mode="r+"))
         arr[box.slices] = data
+        drop_mapped(arr[box.slices])  # written pages stay dirty in the page cache, not here
 
     def sync(self, box: Box) -> None:
         # The map is shared: fsync writes its dirty pages, whichever process dirtied them.

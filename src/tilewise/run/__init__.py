@@ -27,17 +27,18 @@ from typing import Any
 import numpy as np
 
 from .. import graph, journal
+from ..axes import count
 from ..errors import BudgetError, ParameterError
-from ..executors import Executor
+from ..executors import Executor, get_executor
 from ..graph import Image
 from ..io import ArraySink, Sink
 from ..io.gdal import configure_gdal
 from ..io.location import resolve as resolve_location
 from ..pipeline import Pipeline
-from ..plan import Plan, resolve_tile
+from ..plan import Plan, Probe, probe, resolve_tile
 from ..reductions import Reduction, Value
 from ..regions import TileGrid
-from . import outputs, sizing
+from . import executor_choice, outputs, sizing
 from .loop import check_sendable
 from .options import Options, budget_bytes
 from .progress import ProgressSpec
@@ -63,12 +64,15 @@ class Planned:
     reductions: tuple[Reduction, ...]
     #: Where the tile shape came from: "planned", "tile=" or "the journal" (of a resume).
     tile_from: str = "planned"
+    #: Why the executor was chosen, when the caller named none.
+    executor_reason: str = ""
 
 
 def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
          executor: str | Executor | None = None, workers: int | None = None,
          memory: int | str | None = None, tile: Any = None, overwrite: bool = False,
-         progress: ProgressSpec = None, on_error: str = "stop") -> Report:
+         progress: ProgressSpec = None, on_error: str = "stop", block: int | None = None
+         ) -> Report:
     """Compute `images` tile by tile and write each to its path, in one pass over the tiles.
 
     The format follows each path's suffix: `.tif` (GeoTIFF), `.zarr` (Zarr v3), `.npy`.
@@ -76,6 +80,10 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
     rebinning). A run that fails or is killed keeps its finished tiles; the same call again
     resumes it. `on_error="continue"` computes every other tile before reporting the tiles
     that failed.
+
+    With no `executor`, threads or processes are chosen by measurement (`plan` says which and
+    why). Each tile's op chain runs in sub-blocks of `block` pixels a side (0: the tile
+    whole; by default the side measured fastest).
     """
     options = Options.of(executor, workers, memory, tile, overwrite, progress, on_error)
     with quiet_nan_warnings():
@@ -84,15 +92,16 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
         finished = _finished(checked, options, prints)
         if finished is not None:
             return finished
-        planned = _plan(checked, options)
-        return write(planned.pipeline, planned.sinks, planned.plan, options,
+        planned = _plan(checked, options, auto=executor is None, block=block)
+        return write(planned.pipeline, planned.sinks, planned.plan,
+                     dataclasses.replace(options, runner=planned.runner),
                      described=checked.pipeline, prints=prints)
 
 
 def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
          executor: str | Executor | None = None, workers: int | None = None,
          memory: int | str | None = None, tile: Any = None,
-         overwrite: bool = False) -> Planned:
+         overwrite: bool = False, block: int | None = None) -> Planned:
     """Plan `save(images, paths)` without running it.
 
     The tile shape comes from the usual probe tile; reductions feeding op parameters are
@@ -100,7 +109,8 @@ def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
     """
     options = Options.of(executor, workers, memory, tile, overwrite, progress=False)
     with quiet_nan_warnings():
-        return _plan(_check(images, paths, options, planning=True), options, sample=True)
+        return _plan(_check(images, paths, options, planning=True), options, sample=True,
+                     auto=executor is None, block=block)
 
 
 @dataclass(frozen=True)
@@ -161,22 +171,55 @@ def _finished(checked: _Checked, options: Options, prints: list[dict[str, Any]] 
                   resumed=len(tiles))
 
 
-def _plan(checked: _Checked, options: Options, sample: bool = False) -> Planned:
-    """Resolve the lazy values (or stand in for them when only planning), then fit tiles."""
+def _plan(checked: _Checked, options: Options, sample: bool = False, auto: bool = False,
+          block: int | None = None) -> Planned:
+    """Choose the executor (when `auto`), resolve the lazy values (or stand in for them when
+    only planning), then fit tiles."""
     unbound = checked.pipeline
     reductions = tuple({id(v.reduction): v.reduction for v in outputs.values(unbound)}.values())
+    choice, measured = None, None
+    if auto:
+        # Lazy values are not computed yet: their stand-ins serve to measure the ops.
+        stand_in = Pipeline.of(bind(list(unbound.outputs), sampled)) if reductions else unbound
+        measured = probe(stand_in)
+        choice = executor_choice.choose(stand_in, options.runner.workers, measured)
+        options = dataclasses.replace(options, runner=choice.runner)
+        measured = None if reductions else measured
     reducing = dataclasses.replace(options, tile=None)
     pipeline = Pipeline.of(bind(list(unbound.outputs),
                                 sampled if sample else resolver(reducing)))
     sinks = outputs.sinks(pipeline, checked.paths, checked.tile)
-    planned = sizing.fit(pipeline, sinks, options.budget, options.runner, checked.tile,
-                         tile_from=checked.tile_from)
+    reason = choice.reason if choice is not None else ""
+    try:
+        planned = _fit(pipeline, sinks, options, checked, block, measured)
+    except BudgetError:
+        if choice is None or choice.runner.name == "threads":
+            raise
+        options = dataclasses.replace(
+            options, runner=get_executor("threads", options.runner.workers))
+        reason += "; but worker processes do not fit the memory budget: threads"
+        planned = _fit(pipeline, sinks, options, checked, block, measured)
     return Planned(pipeline, sinks, planned, options.runner, options.budget, reductions,
-                   checked.tile_from)
+                   checked.tile_from, reason)
+
+
+def _fit(pipeline: Pipeline, sinks: Sequence[Sink], options: Options, checked: _Checked,
+         block: int | None, measured: Probe | None) -> Plan:
+    return sizing.fit(pipeline, sinks, options.budget, options.runner, checked.tile,
+                      tile_from=checked.tile_from, block=sub_block(block), measured=measured)
+
+
+def sub_block(block: int | None) -> int | str | None:
+    """The user's `block=` as `sizing.fit` takes it: measured, a side, or None (whole)."""
+    if block is None:
+        return sizing.MEASURE
+    side = count(block, "block", ParameterError, least=0)
+    return side or None
 
 
 def compute(image: Image, *, executor: str | Executor | None = None, workers: int | None = None,
-            memory: int | str | None = None, tile: Any = None) -> np.ndarray:
+            memory: int | str | None = None, tile: Any = None, block: int | None = None
+            ) -> np.ndarray:
     """The whole image as a NumPy array, computed tile by tile."""
     options = Options.of(executor, workers, memory, tile, progress=False)
     budget = options.budget
@@ -191,8 +234,14 @@ def compute(image: Image, *, executor: str | Executor | None = None, workers: in
         check_sendable(Pipeline.of([image]), options.runner)
         configure_gdal()
         pipeline = Pipeline.of(bind([image], resolver(dataclasses.replace(options, tile=None))))
+        measured = None
+        if executor is None:
+            measured = probe(pipeline)
+            runner = executor_choice.choose(pipeline, options.runner.workers, measured).runner
+            options = dataclasses.replace(options, runner=runner)
         planned = sizing.fit(pipeline, (sink,), budget - image.nbytes, options.runner,
-                             resolve_tile(tile, image.shape, image.axes))
+                             resolve_tile(tile, image.shape, image.axes),
+                             block=sub_block(block), measured=measured)
         write(pipeline, (sink,), planned, options)
     return array
 

@@ -34,14 +34,18 @@ def drive(pipeline: Pipeline, plan: Plan, runner: Executor,
     except WorkerLost as lost:
         tiles = ", ".join(str(j.index) for j in lost.jobs[:4]) + (
             ", ..." if len(lost.jobs) > 4 else "")
-        raise WorkerLostError(
-            f"a worker of the {lost.executor} executor died ({lost.detail}) while computing "
-            f"tile(s) {tiles}") from None
+        raise lost_error(lost, f"while computing tile(s) {tiles}") from None
     finally:
         report.close()
         block_reads.cache.clear()
         for node in pipeline.sources:
             node.source.release()
+
+
+def lost_error(lost: WorkerLost, doing: str) -> WorkerLostError:
+    """A lost worker in words: which executor, how it died, what it was doing."""
+    return WorkerLostError(f"a worker of the {lost.executor} executor died ({lost.detail}) "
+                           f"{doing}")
 
 
 def check_sendable(pipeline: Pipeline, runner: Executor) -> None:

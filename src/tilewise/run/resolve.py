@@ -91,7 +91,8 @@ def _sweep(members: list[tuple[Reduction, Image]], options: Options) -> None:
                 accumulators[k].absorb(part)
 
         drive(pipeline, plan, options.runner,
-              lambda p, kernels=kernels, cache=plan.read_cache: ReduceWork(p, kernels, cache),
+              lambda p, kernels=kernels, plan=plan: ReduceWork(p, kernels, plan.read_cache,
+                                                           plan.block),
               absorb, options.progress, f"reduce {sweep}")
         for k in active:
             accumulators[k].end_sweep()

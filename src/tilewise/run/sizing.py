@@ -1,33 +1,45 @@
-"""Fitting a run into its memory budget: fixed costs first, then the tile shape.
+"""Fitting a run into its memory budget: what the run's processes hold first, then the tiles.
 
-Fixed costs come off the budget before tiles: in every process that reads files, its format
-library's cache (GDAL's block cache, `Source.cache_bytes`) and the cache of decoded halo
-blocks (`io.blocks`); the writer's cache; and, for executors whose workers are processes, the
-baseline of every worker process. What is left is shared by the
-tiles in flight (see `plan.choose`).
+The budget bounds the peak resident memory of the run's whole process tree. What is taken
+before any tile is measured, not assumed (`resident`): the resident size of the driver (its
+interpreter, the libraries it imported, the caller's own data) and of every worker process,
+started and loaded with the pipeline's ops before tiles are sized. To it come what fills during
+the run: in every process that reads files, its format library's cache (GDAL's block cache,
+`Source.cache_bytes`) and the cache of decoded halo blocks (`io.blocks`); the writer's cache;
+and in-memory inputs copied into shared memory for worker processes. What is left is shared by
+the tiles in flight (see `plan.choose`), whose op chains run in sub-blocks of a measured side
+(`speed`); a budget too small for the measured side falls back to smaller sub-blocks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from dask.utils import format_bytes
 
+from ..allocator import return_large_arrays
 from ..errors import BudgetError
-from ..executors import Executor
+from ..executors import Executor, WorkerLost
 from ..io import Sink
 from ..io import blocks as block_reads
 from ..pipeline import Pipeline
-from ..plan import Plan, choose, lcm
+from ..plan import Costs, Plan, Probe, choose, lcm, probe
+from ..speed import Speed, measure, sides
+from . import resident
+from .loop import lost_error
+from .tilejob import WarmUp
 
-#: Resident memory of a worker process before its first tile (interpreter, NumPy, SciPy, GDAL).
-WORKER_BASELINE = 128 * 1024 * 1024
 #: Source blocks join the tile alignment unless that makes the unit this many times larger.
 BLOCK_ALIGN_LIMIT = 4
+#: Bytes per output byte a worker holds while it writes a tile: the chunks cut out of the tile,
+#: and their compressed forms (measured for Zarr with `tracemalloc`).
+ENCODE_COPIES = 2
+#: `block=` for a side chosen by measurement.
+MEASURE = "measure"
 
 
 def unit(pipeline: Pipeline, sinks: Sequence[Sink]) -> tuple[int, ...]:
@@ -42,42 +54,71 @@ def unit(pipeline: Pipeline, sinks: Sequence[Sink]) -> tuple[int, ...]:
 
 
 def fixed_costs(pipeline: Pipeline, sinks: Sequence[Sink], runner: Executor, budget: int
-                ) -> tuple[int, int]:
-    """Bytes taken before any tile, and the halo-block cache each reading process gets."""
-    workers = runner.workers
-    extra = workers if runner.capabilities.process_per_worker else 0
+                ) -> tuple[Costs, int]:
+    """What the run's processes hold now, measured, and what their caches will hold; and the
+    halo-block cache each reading process gets."""
+    extra = runner.workers if runner.capabilities.process_per_worker else 0
     readers = (extra or 1) if any(n.source.paths for n in pipeline.sources) else 0
     # A library's cache (GDAL's) is one per process, however many of its files it reads.
     library_cache = max((n.source.cache_bytes for n in pipeline.sources), default=0)
     # Each sink keeps its own (a COG's overview strips); a sum overestimates GDAL's one cache.
     writer_cache = sum(s.cache_bytes for s in sinks)
     read_cache = min(block_reads.CAPACITY, budget // (8 * max(readers, 1)))
-    fixed = ((library_cache + read_cache) * readers + writer_cache
-             + WORKER_BASELINE * extra)
-    if budget <= fixed:
-        raise BudgetError(
-            f"the memory budget of {format_bytes(budget)} does not cover the fixed cost of "
-            f"{runner.name} with {workers} workers ({format_bytes(fixed)}); raise memory"
-            + (", lower workers, or use the threads executor" if extra else " or lower workers"))
-    return fixed, read_cache
+    shared = sum(n.source.array.nbytes for n in pipeline.sources
+                 if runner.capabilities.shared_memory_inputs
+                 and getattr(n.source, "array", None) is not None)
+    name = f"the driver and {extra} worker processes" if extra else "the driver process"
+    parts = [(f"for {name}, resident now", resident.tree())]
+    if extra and not runner.started:
+        parts = [("for the driver process, resident now", parts[0][1]),
+                 (f"for {extra} worker processes, estimated",
+                  resident.workers_estimate(extra))]
+    return Costs((*parts, ("for caches", (library_cache + read_cache) * readers + writer_cache),
+                  ("for inputs in shared memory", shared))), read_cache
 
 
 def fit(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Executor,
         tile: tuple[int, ...] | None,
         finish: Callable[[tuple[np.ndarray, ...], Any], Any] | None = None,
-        tile_from: str = "tile=") -> Plan:
-    """The plan of a sweep over `pipeline`'s tiles writing `sinks` within `budget`."""
-    fixed, read_cache = fixed_costs(pipeline, sinks, runner, budget)
+        tile_from: str = "tile=", block: int | str | None = MEASURE,
+        measured: Probe | None = None) -> Plan:
+    """The plan of a sweep over `pipeline`'s tiles writing `sinks` within `budget`.
+
+    The smallest sub-block is tried first, before any time is measured or worker started,
+    so that a budget that cannot hold even that is refused at once; then the measured side
+    (or `block`, if given; None: tiles whole), falling back to smaller sides while the tiles
+    would not fit. `measured` is the probe of `pipeline`, if the caller ran it already.
+    """
     if tile is not None:
         pipeline.grids.check_tile(tile)
+    return_large_arrays()
     single = [s for s in sinks if not s.parallel_writes]
     queued = runner.workers if single else 0
     # A result sent back from a worker process exists twice while it is in transit.
     copies = 2 if runner.capabilities.copies_results else 1
-    shape = pipeline.shape
-    pixels = math.prod(shape)
+    pixels = math.prod(pipeline.shape)
     out_bytes = copies * sum(s.dtype.itemsize * math.prod(s.shape) / pixels for s in single)
-    plan = choose(pipeline, unit=unit(pipeline, sinks), budget=budget - fixed,
-                  workers=runner.workers, queued=queued, out_bytes_per_pixel=out_bytes,
-                  tile=tile, finish=finish, tile_from=tile_from)
-    return dataclasses.replace(plan, read_cache=read_cache, fixed=fixed)
+    writes = ENCODE_COPIES * sum(s.dtype.itemsize * math.prod(s.shape) / pixels
+                                 for s in sinks if s.parallel_writes)
+    measured = measured or probe(pipeline, finish)
+
+    def planned(side: int | None, fixed: Costs) -> Plan:
+        return choose(pipeline, probe=measured, unit=unit(pipeline, sinks), budget=budget,
+                      workers=runner.workers, queued=queued, out_bytes_per_pixel=out_bytes,
+                      tile=tile, block=side, writes=writes, fixed=fixed, tile_from=tile_from)
+
+    fixed, read_cache = fixed_costs(pipeline, sinks, runner, budget)
+    planned(min(sides(pipeline.axes)), fixed)  # refused here if even the most frugal run cannot fit
+    speed = measure(pipeline, tile) if block == MEASURE else Speed(side=block, note="given")
+    try:
+        runner.start(WarmUp.of(pipeline))
+    except WorkerLost as lost:
+        raise lost_error(lost, "while starting") from None
+    fixed, read_cache = fixed_costs(pipeline, sinks, runner, budget)
+    smaller = [s for s in sorted(sides(pipeline.axes), reverse=True)
+               if speed.side is None or s < speed.side]
+    for side in [speed.side, *smaller[:-1]]:
+        with contextlib.suppress(BudgetError):
+            return dataclasses.replace(planned(side, fixed), read_cache=read_cache, speed=speed)
+    last = smaller[-1] if smaller else speed.side
+    return dataclasses.replace(planned(last, fixed), read_cache=read_cache, speed=speed)

@@ -13,12 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import subblocks
 from ..errors import TileError
-from ..io import Sink
+from ..graph import OpNode
+from ..io import Sink, Source
 from ..io import blocks as block_reads
 from ..io.retry import retrying
 from ..pipeline import Pipeline
 from ..plan import Job
+from ..regions import Box
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,12 @@ class Failed:
     message: str
 
 
-def compute_tile(pipeline: Pipeline, read_cache: int, job: Job) -> tuple[np.ndarray, ...]:
+def compute_tile(pipeline: Pipeline, read_cache: int, block: int | None, job: Job
+                 ) -> tuple[np.ndarray, ...]:
+    """Every output on the job's tile, the op chain run in sub-blocks of side `block`."""
     # Each process sizes its cache of decoded halo blocks the same way, from the plan.
     block_reads.cache.capacity = read_cache
-    return pipeline.compute(job.box, job.index)
+    return subblocks.compute(pipeline, job.box, job.index, block)
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,13 +51,15 @@ class TileWork:
     #: One per output; None for an output that needs no more writing.
     sinks: tuple[Sink | None, ...]
     read_cache: int
+    #: The side of the sub-blocks the op chain runs on (None: the tile whole).
+    block: int | None = None
     keep_going: bool = False
     #: Per output, the tiles it has already (when outputs' journals differ after a crash).
     done: tuple[np.ndarray | None, ...] = ()
 
     def __call__(self, job: Job) -> tuple[np.ndarray | None, ...] | Failed:
         try:
-            arrays = compute_tile(self.pipeline, self.read_cache, job)
+            arrays = compute_tile(self.pipeline, self.read_cache, self.block, job)
         except TileError as exc:
             if self.keep_going:
                 return Failed(str(exc))
@@ -78,7 +85,28 @@ class ReduceWork:
     pipeline: Pipeline
     kernels: tuple[tuple[int, Callable[[np.ndarray, Any], Any]], ...]
     read_cache: int
+    block: int | None = None
 
     def __call__(self, job: Job) -> tuple[Any, ...]:
-        arrays = compute_tile(self.pipeline, self.read_cache, job)
+        arrays = compute_tile(self.pipeline, self.read_cache, self.block, job)
         return tuple(kernel(arrays[i], job.boxes[i]) for i, kernel in self.kernels)
+
+
+
+@dataclass(frozen=True, eq=False)
+class WarmUp:
+    """What a worker process does once started, before its memory is measured: import the
+    ops' modules (by unpickling them) and read one pixel of each file, which initialises the
+    format libraries (GDAL registers its drivers and opens the file)."""
+
+    ops: tuple[Any, ...]
+    sources: tuple[Source, ...]
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> WarmUp:
+        return cls(tuple(n.op for n in pipeline.nodes if isinstance(n, OpNode)),
+                   tuple(n.source for n in pipeline.sources if n.source.paths))
+
+    def __call__(self) -> None:
+        for source in self.sources:
+            source.read(Box.of_shape(tuple(1 for _ in source.shape)))

@@ -142,7 +142,8 @@ class OutputPass:
         agree = all((states[i].done == states[j].done).all() for i in writing for j in writing)
         work = functools.partial(
             TileWork, sinks=tuple(self.sinks[i] if i in writing else None for i in range(n)),
-            read_cache=self.plan.read_cache, keep_going=self.options.keep_going,
+            read_cache=self.plan.read_cache, block=self.plan.block,
+            keep_going=self.options.keep_going,
             done=() if agree else tuple(states[i].done if i in writing else None
                                         for i in range(n)))
         self.recorder = Recorder({i: self.sinks[i] for i in writing}, self.journals,

@@ -1,0 +1,146 @@
+"""How fast a pipeline computes, measured on a central box before a run.
+
+Two things are chosen from it rather than assumed, since cache sizes, the work an op does per
+pixel and whether it releases the GIL differ from machine to machine and op to op: the side of
+the sub-blocks a tile's op chain runs on (`subblocks`), by the time per output pixel at a few
+candidate sides, halo recomputation included; and how well two threads share the work, which
+decides between threads and processes when the caller leaves it open. Sources are read before
+any timing (I/O is not what is chosen here), and each timing is the faster of two runs, as
+other processes may take the CPU away during one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import subblocks
+from .axes import SPATIAL, UNSPLIT
+from .pipeline import Pipeline
+from .regions import Box
+
+#: Candidate sub-block sides, in pixels per spatial axis of a 2-D tile (a 3-D tile gets
+#: blocks of as many pixels); None, the whole box, is always a candidate.
+SIDES = (128, 256, 512)
+#: Pixels of the measurement box: 1024 x 1024 in 2-D, or 512 x 512 for slower pipelines.
+BOX_PIXELS = (1024 * 1024, 512 * 512)
+#: The choice of sub-block may take this share of the run's estimated computing time, or
+#: `LEAST_SECONDS`, whichever is more; beyond, the tiles are computed whole.
+SHARE = 0.03
+LEAST_SECONDS = 0.1
+#: A larger sub-block is kept while its time per pixel is within this fraction of the best.
+TIE = 0.05
+
+
+@dataclass(frozen=True)
+class Speed:
+    """What the measurement found: seconds per output pixel at each sub-block side tried
+    (None: the box whole), the side chosen, and why when nothing was measured."""
+
+    per_pixel: dict[int | None, float] = field(default_factory=dict)
+    side: int | None = None
+    box: tuple[int, ...] = ()
+    note: str = ""
+
+    @property
+    def seconds_per_pixel(self) -> float:
+        """Of the chosen side, or of the rough first timing when nothing else was measured."""
+        return self.per_pixel.get(self.side, min(self.per_pixel.values(), default=0.0))
+
+
+def central_box(shape: tuple[int, ...], axes: tuple[str, ...], pixels: int) -> Box:
+    """A central box of about `pixels` pixels over the spatial (or else splittable) axes,
+    channels whole, one plane of the other axes."""
+    spatial = [a in SPATIAL for a in axes]
+    side = max(1, round(pixels ** (1 / max(1, sum(spatial)))))
+    size = tuple(min(n, side) if s else (n if a in UNSPLIT else 1)
+                 for n, s, a in zip(shape, spatial, axes, strict=True))
+    start = tuple((n - k) // 2 for n, k in zip(shape, size, strict=True))
+    return Box(start, tuple(a + k for a, k in zip(start, size, strict=True)))
+
+
+def sides(axes: tuple[str, ...]) -> list[int]:
+    """The candidate sides for an image with `axes`: blocks of as many pixels as the 2-D
+    `SIDES` over its spatial axes."""
+    dims = max(1, sum(a in SPATIAL for a in axes))
+    return [max(1, round((side * side) ** (1 / dims))) for side in SIDES]
+
+
+def _best_of_two(run: Callable[[], object]) -> float:
+    best = math.inf
+    for _ in range(2):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _reads(pipeline: Pipeline, box: Box) -> dict[int, object]:
+    regions = pipeline.regions(box)
+    return {id(n): n.read(regions[id(n)]) for n in pipeline.sources if id(n) in regions}
+
+
+def per_pixel(pipeline: Pipeline) -> float:
+    """Seconds per output pixel of the whole chain on a small central box, sources read."""
+    small = central_box(pipeline.shape, pipeline.axes, 256 * 256)
+    reads = _reads(pipeline, small)
+    return _best_of_two(lambda: pipeline.compute(small, None, reads)) / small.size
+
+
+def measure(pipeline: Pipeline, tile: tuple[int, ...] | None = None) -> Speed:
+    """Time the pipeline on a central box (no larger than `tile`, if known) at each candidate
+    sub-block side; choose the largest side within `TIE` of the fastest."""
+    shape, axes = pipeline.shape, pipeline.axes
+    candidates = sides(axes)
+
+    def box_of(pixels: int) -> Box:
+        box = central_box(shape, axes, pixels)
+        if tile is None:
+            return box
+        size = tuple(min(k, t) for k, t in zip(box.shape, tile, strict=True))
+        start = tuple((n - k) // 2 for n, k in zip(shape, size, strict=True))
+        return Box(start, tuple(a + k for a, k in zip(start, size, strict=True)))
+
+    if not any(len(subblocks.split(pipeline, box_of(BOX_PIXELS[0]), s)) > 1 for s in candidates):
+        return Speed(note="a tile fits one sub-block")
+    first = per_pixel(pipeline)
+    budget = max(LEAST_SECONDS, SHARE * first * math.prod(shape))
+    for pixels in BOX_PIXELS:
+        box = box_of(pixels)
+        tried = [s for s in candidates if len(subblocks.split(pipeline, box, s)) > 1]
+        if 2 * (len(tried) + 1) * box.size * first <= budget:
+            break
+    else:
+        return Speed({None: first}, None, (), f"not measured: at {first * 1e9:.0f} ns per "
+                     f"pixel it would take more than {budget:.2f} s")
+    if not tried:
+        return Speed({None: first}, None, (), "a tile fits one sub-block")
+    reads = _reads(pipeline, box)
+    times: dict[int | None, float] = {}
+    for side in [*tried, None]:
+        times[side] = _best_of_two(
+            lambda side=side: subblocks.compute(pipeline, box, None, side, reads)) / box.size
+    best = min(times.values())
+    chosen = next(s for s in [None, *reversed(tried)] if times[s] <= best * (1 + TIE))
+    return Speed(times, chosen, box.shape)
+
+
+def thread_speedup(pipeline: Pipeline, side: int | None) -> float:
+    """How many times more pixels two threads compute than one in the same time (2.0: the
+    ops release the GIL; 1.0: they hold it), on a central box in sub-blocks of `side`."""
+    box = central_box(pipeline.shape, pipeline.axes, 512 * 512)
+    reads = _reads(pipeline, box)
+
+    def one() -> None:
+        subblocks.compute(pipeline, box, None, side, reads)
+
+    def two() -> None:
+        other = threading.Thread(target=one)
+        other.start()
+        one()
+        other.join()
+
+    return 2 * _best_of_two(one) / _best_of_two(two)
