@@ -30,7 +30,7 @@ BOX_PIXELS = (1024 * 1024, 512 * 512)
 #: The choice of sub-block may take this share of the run's estimated computing time, or
 #: `LEAST_SECONDS`, whichever is more; beyond, the tiles are computed whole.
 SHARE = 0.03
-LEAST_SECONDS = 0.1
+LEAST_SECONDS = 0.25
 #: A larger sub-block is kept while its time per pixel is within this fraction of the best.
 TIE = 0.05
 

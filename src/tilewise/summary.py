@@ -7,8 +7,8 @@ import os
 
 from dask.utils import format_bytes
 
-from . import journal
-from .plan import central, read_pixels, window_pixels
+from . import journal, subblocks
+from .plan import central, read_pixels
 from .reductions import Reduction
 from .run import Planned
 
@@ -19,8 +19,6 @@ def describe(planned: Planned) -> list[str]:
     grid = plan.grid
     tile = " x ".join(map(str, grid.tile))
     counts = " x ".join(map(str, grid.counts))
-    middle = central(shape, grid.tile)
-    per_worker = math.ceil(plan.bytes_per_pixel * window_pixels(pipeline, middle))
     written = math.prod(shape)
     read = read_pixels(pipeline, grid)
     halo = _halo(planned)
@@ -33,12 +31,13 @@ def describe(planned: Planned) -> list[str]:
         f"tiles      {tile}  ({counts} = {len(grid)} tiles{chosen})",
         f"halo       {halo}; read / written = {read / written:.3f} "
         f"({read:,} / {written:,} pixels)" if pipeline.sources else "halo       no sources",
-        f"memory     {format_bytes(per_worker)} per worker x {plan.workers}, "
+        f"memory     {format_bytes(plan.worker_bytes)} per worker x {plan.workers}, "
         f"{format_bytes(plan.tile_bytes + plan.fixed)} in total of the "
-        f"{format_bytes(planned.budget)} budget "
-        f"(caches and worker processes: {format_bytes(plan.fixed)})",
+        f"{format_bytes(planned.budget)} budget ({plan.costs})",
+        f"compute    {_blocks(planned)}",
         f"executor   {planned.runner.name} x {planned.runner.workers}, "
-        f"at most {plan.in_flight} tiles in flight",
+        f"at most {plan.in_flight} tiles in flight"
+        + (f" (chosen: {planned.executor_reason})" if planned.executor_reason else ""),
     ]
     step = 0
     for red in planned.reductions:
@@ -84,6 +83,21 @@ def _halo(planned: Planned) -> str:
                           core[id(n)].stop, strict=True))
                   for n in pipeline.sources), default=0)
     return f"up to {widest} pixels"
+
+
+def _blocks(planned: Planned) -> str:
+    """The sub-blocks a tile's op chain runs on, and the times per pixel they were chosen by."""
+    plan, speed = planned.plan, planned.plan.speed
+    blocks = subblocks.split(planned.pipeline, central(planned.pipeline.shape, plan.grid.tile),
+                             plan.block)
+    chosen = (f"in sub-blocks of {' x '.join(map(str, blocks[0].shape))}" if len(blocks) > 1
+              else "each tile whole")
+    if speed is None or not speed.per_pixel or speed.note:
+        return chosen + (f" ({speed.note})" if speed is not None and speed.note else "")
+    times = ", ".join(f"{'whole' if side is None else side}: {t * 1e9:.1f}"
+                      for side, t in speed.per_pixel.items())
+    box = " x ".join(map(str, speed.box))
+    return f"{chosen} (ns per pixel on a {box} box by sub-block side: {times})"
 
 
 def _reduction(red: Reduction) -> str:
