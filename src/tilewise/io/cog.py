@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
@@ -144,6 +144,8 @@ class Pyramid:
 @dataclass(frozen=True, eq=False)
 class COGSink(GeoTIFFSink):
     """A GeoTIFF sink whose output is a COG with internal overviews (module docstring)."""
+
+    rows_in_order: ClassVar[bool] = True  # the overviews are built from rows of blocks
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -8,9 +8,10 @@ read its first page alone; reduced-resolution pages (overviews) and masks are no
 Output is staged, not written into the TIFF tile by tile: GDAL writes a TIFF's tile index only
 when the file is closed, so a killed writer leaves a TIFF whose finished tiles cannot be found,
 and a run could not resume. Workers write their tiles into a Zarr array at `NAME.partial`
-(LZ4, in parallel, fsynced); a thread of the driver copies each finished row of tiles, block by
-block, into a GeoTIFF inside the staging folder (GDAL compressing with every core), and when
-the last row is copied the GeoTIFF is renamed to `NAME`. A resumed run copies from the start.
+(LZ4, in parallel, fsynced); a thread of the driver copies each block of the TIFF as soon as
+the tiles covering it are staged into a GeoTIFF inside the staging folder (GDAL compressing
+with every core, the kernel asked to write it back as it grows), and when the last block is
+copied the GeoTIFF is renamed to `NAME`. A resumed run copies from the start.
 A `.cog.tif` output is a COG, whose overviews are built from the blocks as they are copied
 (`cog`).
 """
@@ -21,6 +22,7 @@ import logging
 import math
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -45,6 +47,8 @@ BLOCK = 512
 CREATION_OPTIONS = {"compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer"}
 #: The staging array's codec: fast to write and read back, as it lives only during the run.
 STAGING_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+#: Bytes of the GeoTIFF copied between two requests that the kernel start writing it back.
+WRITE_BACK = 64 * 1024 * 1024
 #: The first bytes of a TIFF and of a BigTIFF, little- and big-endian.
 MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -99,6 +103,8 @@ class GeoTIFFSource(GDALSource):
 class GeoTIFFSink(Sink):
     cache_bytes: ClassVar[int] = GDAL_CACHE
     parallel_writes: ClassVar[bool] = True
+    #: Whether the TIFF is copied in rows of blocks, top to bottom (see `TiffCopy`).
+    rows_in_order: ClassVar[bool] = False
 
     @classmethod
     def check(cls, shape: tuple[int, ...], dtype: np.dtype, axes: tuple[str, ...],
@@ -139,11 +145,21 @@ class GeoTIFFSink(Sink):
         copy.tile_done(Box.of_shape(self.shape))
         return copy.result()
 
-    def copy_rows(self, ready: Callable[[int], bool]) -> str:
-        """Copy the staged tiles into a GeoTIFF, a row of blocks at a time, each row as soon
-        as `ready(stop)` says that every tile above `stop` is staged; "" if stopped."""
+    def copy_staged(self, copy: TiffCopy) -> str:
+        """Copy the staged tiles into a GeoTIFF, each block of the TIFF as soon as `copy` says
+        it is staged whole, so that only the last tiles' blocks are left after the last tile;
+        "" if stopped. The TIFF's blocks lie in the file in the order they were copied."""
         target = os.path.join(self.staging, os.path.basename(self.path))
-        if not self.copy_blocks(ready, target, self._profile()):
+        staged = zarr.open_array(self.staging, mode="r")
+        profile = self._profile()
+        with rasterio.open(target, "w", **profile) as ds, WriteBack(target) as written:
+            self._name_bands(ds, profile)
+            for rows, cols in iter(copy.next_block, None):
+                self._write(ds, profile, Window.from_slices(rows, cols),
+                            staged[..., rows, cols])
+                written.add(math.prod(self.shape[:-2]) * (rows.stop - rows.start)
+                            * (cols.stop - cols.start) * self.dtype.itemsize)
+        if copy.stopped:
             return ""
         fsync(target)
         return target
@@ -154,11 +170,7 @@ class GeoTIFFSink(Sink):
         `copied(row, col, block)` after each block; False if `ready` said to stop."""
         staged = zarr.open_array(self.staging, mode="r")
         with rasterio.open(target, "w", **profile) as ds:
-            names = self.meta.get("band_names")
-            if names is not None and len(names) == profile["count"]:
-                for i, name in enumerate(names, start=1):
-                    ds.set_band_description(i, str(name))
-            bands = list(range(1, profile["count"] + 1))
+            self._name_bands(ds, profile)
             height, width = self.shape[-2:]
             by, bx = profile["blockysize"], profile["blockxsize"]
             for row in range(0, height, by):
@@ -168,14 +180,23 @@ class GeoTIFFSink(Sink):
                 for col in range(0, width, bx):
                     cols = slice(col, min(col + bx, width))
                     block = staged[..., rows, cols]
-                    window = Window.from_slices(rows, cols)
-                    if block.ndim == 2:
-                        ds.write(block, 1, window=window)
-                    else:
-                        ds.write(block, bands, window=window)
+                    self._write(ds, profile, Window.from_slices(rows, cols), block)
                     if copied is not None:
                         copied(row, col, block)
         return True
+
+    def _name_bands(self, ds: Any, profile: dict[str, Any]) -> None:
+        names = self.meta.get("band_names")
+        if names is not None and len(names) == profile["count"]:
+            for i, name in enumerate(names, start=1):
+                ds.set_band_description(i, str(name))
+
+    @staticmethod
+    def _write(ds: Any, profile: dict[str, Any], window: Window, block: np.ndarray) -> None:
+        if block.ndim == 2:
+            ds.write(block, 1, window=window)
+        else:
+            ds.write(block, list(range(1, profile["count"] + 1)), window=window)
 
     def _profile(self) -> dict[str, Any]:
         height, width = self.shape[-2:]
@@ -197,18 +218,52 @@ class GeoTIFFSink(Sink):
         handles.forget(self.staging)
 
 
+class WriteBack:
+    """Asks the kernel to start writing a growing file to disk every `WRITE_BACK` bytes, so
+    that the fsync that makes it durable at the end has little left to wait for."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pending = 0
+        self.fd = -1
+
+    def __enter__(self) -> WriteBack:
+        if hasattr(os, "posix_fadvise"):
+            self.fd = os.open(self.path, os.O_RDONLY)
+        return self
+
+    def add(self, size: int) -> None:
+        self.pending += size
+        if self.fd >= 0 and self.pending >= WRITE_BACK:
+            self.pending = 0
+            # On dirty pages, DONTNEED starts their writeback without waiting for it.
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
 class TiffCopy(Finisher):
-    """Copies finished rows of tiles from the staging array into the GeoTIFF in a thread of
-    the driver, while the workers compute the rows below, so that the copy costs little time
-    after the last tile. A resumed run copies everything again (the TIFF is not resumable)."""
+    """Copies staged tiles into the GeoTIFF in a thread of the driver while the workers compute
+    the next ones, so that little is left to copy after the last tile: a block of the TIFF as
+    soon as the tiles covering it are staged (`next_block`), or, for a sink that needs them in
+    order (a COG, whose overviews are built from rows), each row of blocks once every tile
+    above it is (`ready`). A resumed run copies everything again (the TIFF is not resumable)."""
 
     def __init__(self, sink: GeoTIFFSink) -> None:
-        self.height = sink.shape[-2]
-        self.row_pixels = math.prod(sink.shape) // self.height
+        self.height, self.width = sink.shape[-2:]
+        self.block = sink.default_chunks(sink.shape, sink.axes)[-2:]
+        self.row_pixels = self.width
         #: Per band of tile rows (by its first row): pixels staged in one of its rows, and its end.
         self.covered: dict[int, int] = {}
         self.stops: dict[int, int] = {}
         self.ready_to = 0
+        #: Pixels staged per TIFF block (by its index), and the blocks staged whole, not copied.
+        self.filled: dict[tuple[int, int], int] = {}
+        self.whole: deque[tuple[int, int]] = deque()
+        self.blocks_left = math.prod(-(-n // b) for n, b in zip((self.height, self.width),
+                                                                 self.block, strict=True))
         self.stopped = False
         self.error: BaseException | None = None
         self.target = ""
@@ -219,22 +274,52 @@ class TiffCopy(Finisher):
 
     def tile_done(self, box: Box) -> None:
         y0, y1 = box.start[-2], box.stop[-2]
+        x0, x1 = box.start[-1], box.stop[-1]
         with self.changed:
-            self.covered[y0] = self.covered.get(y0, 0) + box.size // (y1 - y0)
+            self.covered[y0] = self.covered.get(y0, 0) + (x1 - x0)
             self.stops[y0] = y1
             while (self.ready_to < self.height
                    and self.covered.get(self.ready_to, 0) >= self.row_pixels):
                 self.ready_to = self.stops[self.ready_to]
+            by, bx = self.block
+            for i in range(y0 // by, -(-y1 // by)):
+                for j in range(x0 // bx, -(-x1 // bx)):
+                    part = ((min(y1, (i + 1) * by) - max(y0, i * by))
+                            * (min(x1, (j + 1) * bx) - max(x0, j * bx)))
+                    self.filled[i, j] = self.filled.get((i, j), 0) + part
+                    if self.filled[i, j] == self._area(i, j):
+                        self.whole.append((i, j))
             self.changed.notify_all()
+
+    def _area(self, i: int, j: int) -> int:
+        by, bx = self.block
+        return ((min(self.height, (i + 1) * by) - i * by)
+                * (min(self.width, (j + 1) * bx) - j * bx))
 
     def _ready(self, stop: int) -> bool:
         with self.changed:
             self.changed.wait_for(lambda: self.stopped or self.ready_to >= stop)
             return not self.stopped
 
+    def next_block(self) -> tuple[slice, slice] | None:
+        """The rows and columns of a TIFF block staged whole and not copied yet, waiting for
+        one; None once every block was handed out, or when stopped."""
+        with self.changed:
+            if self.blocks_left == 0:
+                return None
+            self.changed.wait_for(lambda: self.stopped or self.whole)
+            if self.stopped:
+                return None
+            i, j = self.whole.popleft()
+            self.blocks_left -= 1
+        by, bx = self.block
+        return (slice(i * by, min(self.height, (i + 1) * by)),
+                slice(j * bx, min(self.width, (j + 1) * bx)))
+
     def _run(self, sink: GeoTIFFSink) -> None:
         try:
-            self.target = sink.copy_rows(self._ready)
+            self.target = (sink.copy_rows(self._ready) if sink.rows_in_order
+                           else sink.copy_staged(self))
         except BaseException as exc:
             self.error = exc
 
