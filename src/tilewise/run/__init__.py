@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -182,7 +183,15 @@ def _plan(checked: _Checked, options: Options, sample: bool = False, auto: bool 
         # Lazy values are not computed yet: their stand-ins serve to measure the ops.
         stand_in = Pipeline.of(bind(list(unbound.outputs), sampled)) if reductions else unbound
         measured = probe(stand_in)
-        choice = executor_choice.choose(stand_in, options.runner.workers, measured)
+        stand_sinks = outputs.sinks(stand_in, checked.paths, checked.tile)
+
+        def tile_pixels(runner: Executor) -> int:
+            frugal = sizing.Sizing.of(stand_in, stand_sinks, options.budget, runner,
+                                      checked.tile, measured=measured).frugal()
+            return math.prod(frugal.grid.tile)
+
+        choice = executor_choice.choose(stand_in, options.runner.workers, measured,
+                                        tile_pixels)
         options = dataclasses.replace(options, runner=choice.runner)
         measured = None if reductions else measured
     reducing = dataclasses.replace(options, tile=None)
@@ -237,7 +246,15 @@ def compute(image: Image, *, executor: str | Executor | None = None, workers: in
         measured = None
         if executor is None:
             measured = probe(pipeline)
-            runner = executor_choice.choose(pipeline, options.runner.workers, measured).runner
+
+            def tile_pixels(runner: Executor) -> int:
+                frugal = sizing.Sizing.of(pipeline, (sink,), budget - image.nbytes, runner,
+                                          resolve_tile(tile, image.shape, image.axes),
+                                          measured=measured).frugal()
+                return math.prod(frugal.grid.tile)
+
+            runner = executor_choice.choose(pipeline, options.runner.workers, measured,
+                                            tile_pixels).runner
             options = dataclasses.replace(options, runner=runner)
         planned = sizing.fit(pipeline, (sink,), budget - image.nbytes, options.runner,
                              resolve_tile(tile, image.shape, image.axes),

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,48 +78,77 @@ def fixed_costs(pipeline: Pipeline, sinks: Sequence[Sink], runner: Executor, bud
                   ("for inputs in shared memory", shared))), read_cache
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """One sweep to fit into a budget: what `plan.choose` needs besides the fixed costs."""
+
+    pipeline: Pipeline
+    sinks: tuple[Sink, ...]
+    budget: int
+    runner: Executor
+    tile: tuple[int, ...] | None
+    probe: Probe
+    tile_from: str = "tile="
+
+    @classmethod
+    def of(cls, pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Executor,
+           tile: tuple[int, ...] | None,
+           finish: Callable[[tuple[np.ndarray, ...], Any], Any] | None = None,
+           tile_from: str = "tile=", measured: Probe | None = None) -> Sizing:
+        if tile is not None:
+            pipeline.grids.check_tile(tile)
+        return cls(pipeline, tuple(sinks), budget, runner, tile,
+                   measured or probe(pipeline, finish), tile_from)
+
+    def plan(self, side: int | None, fixed: Costs) -> Plan:
+        """The largest tile that fits with sub-blocks of `side` besides `fixed`."""
+        sinks, pixels = self.sinks, math.prod(self.pipeline.shape)
+        single = [s for s in sinks if not s.parallel_writes]
+        # A result sent back from a worker process exists twice while it is in transit.
+        copies = 2 if self.runner.capabilities.copies_results else 1
+        out_bytes = copies * sum(s.dtype.itemsize * math.prod(s.shape) / pixels for s in single)
+        writes = ENCODE_COPIES * sum(s.dtype.itemsize * math.prod(s.shape) / pixels
+                                     for s in sinks if s.parallel_writes)
+        return choose(self.pipeline, probe=self.probe, unit=unit(self.pipeline, sinks),
+                      budget=self.budget, workers=self.runner.workers,
+                      queued=self.runner.workers if single else 0,
+                      out_bytes_per_pixel=out_bytes, tile=self.tile, block=side,
+                      writes=writes, fixed=fixed, tile_from=self.tile_from)
+
+    def frugal(self) -> Plan:
+        """The plan with the smallest sub-blocks, the workers estimated if not started yet:
+        a budget that cannot hold it is refused before any time is measured or worker started."""
+        return self.plan(min(sides(self.pipeline.axes)),
+                         fixed_costs(self.pipeline, self.sinks, self.runner, self.budget)[0])
+
+    def fit(self, block: int | str | None = MEASURE) -> Plan:
+        """The measured sub-block side (or `block`, if given; None: tiles whole), falling back
+        to smaller sides while the tiles would not fit, after starting the workers."""
+        self.frugal()
+        speed = (measure(self.pipeline, self.tile) if block == MEASURE
+                 else Speed(side=block, note="given"))
+        try:
+            self.runner.start(WarmUp.of(self.pipeline))
+        except WorkerLost as lost:
+            raise lost_error(lost, "while starting") from None
+        fixed, read_cache = fixed_costs(self.pipeline, self.sinks, self.runner, self.budget)
+        smaller = [s for s in sorted(sides(self.pipeline.axes), reverse=True)
+                   if speed.side is None or s < speed.side]
+        for side in [speed.side, *smaller[:-1]]:
+            with contextlib.suppress(BudgetError):
+                return dataclasses.replace(self.plan(side, fixed), read_cache=read_cache,
+                                           speed=speed)
+        last = smaller[-1] if smaller else speed.side
+        return dataclasses.replace(self.plan(last, fixed), read_cache=read_cache, speed=speed)
+
+
 def fit(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Executor,
         tile: tuple[int, ...] | None,
         finish: Callable[[tuple[np.ndarray, ...], Any], Any] | None = None,
         tile_from: str = "tile=", block: int | str | None = MEASURE,
         measured: Probe | None = None) -> Plan:
-    """The plan of a sweep over `pipeline`'s tiles writing `sinks` within `budget`.
-
-    The smallest sub-block is tried first, before any time is measured or worker started,
-    so that a budget that cannot hold even that is refused at once; then the measured side
-    (or `block`, if given; None: tiles whole), falling back to smaller sides while the tiles
-    would not fit. `measured` is the probe of `pipeline`, if the caller ran it already.
-    """
-    if tile is not None:
-        pipeline.grids.check_tile(tile)
+    """The plan of a sweep over `pipeline`'s tiles writing `sinks` within `budget` (see
+    `Sizing.fit`); `measured` is the probe of `pipeline`, if the caller ran it already."""
     return_large_arrays()
-    single = [s for s in sinks if not s.parallel_writes]
-    queued = runner.workers if single else 0
-    # A result sent back from a worker process exists twice while it is in transit.
-    copies = 2 if runner.capabilities.copies_results else 1
-    pixels = math.prod(pipeline.shape)
-    out_bytes = copies * sum(s.dtype.itemsize * math.prod(s.shape) / pixels for s in single)
-    writes = ENCODE_COPIES * sum(s.dtype.itemsize * math.prod(s.shape) / pixels
-                                 for s in sinks if s.parallel_writes)
-    measured = measured or probe(pipeline, finish)
-
-    def planned(side: int | None, fixed: Costs) -> Plan:
-        return choose(pipeline, probe=measured, unit=unit(pipeline, sinks), budget=budget,
-                      workers=runner.workers, queued=queued, out_bytes_per_pixel=out_bytes,
-                      tile=tile, block=side, writes=writes, fixed=fixed, tile_from=tile_from)
-
-    fixed, read_cache = fixed_costs(pipeline, sinks, runner, budget)
-    planned(min(sides(pipeline.axes)), fixed)  # refused here if even the most frugal run cannot fit
-    speed = measure(pipeline, tile) if block == MEASURE else Speed(side=block, note="given")
-    try:
-        runner.start(WarmUp.of(pipeline))
-    except WorkerLost as lost:
-        raise lost_error(lost, "while starting") from None
-    fixed, read_cache = fixed_costs(pipeline, sinks, runner, budget)
-    smaller = [s for s in sorted(sides(pipeline.axes), reverse=True)
-               if speed.side is None or s < speed.side]
-    for side in [speed.side, *smaller[:-1]]:
-        with contextlib.suppress(BudgetError):
-            return dataclasses.replace(planned(side, fixed), read_cache=read_cache, speed=speed)
-    last = smaller[-1] if smaller else speed.side
-    return dataclasses.replace(planned(last, fixed), read_cache=read_cache, speed=speed)
+    return Sizing.of(pipeline, sinks, budget, runner, tile, finish, tile_from,
+                     measured).fit(block)
