@@ -50,7 +50,6 @@ def _start(barrier: Any) -> None:
     _die_with_parent()
     _barrier = barrier
     return_large_arrays()
-    import tilewise.run  # noqa: F401  (NumPy, Zarr, GDAL: imported before the first tile)
 
 
 def _die_with_parent() -> None:

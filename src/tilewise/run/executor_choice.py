@@ -62,7 +62,7 @@ def choose(pipeline: Pipeline, workers: int, probe: Probe,
     start = WARM_START if process_pools.worker_pids(workers) else STARTUP
     if (work / workers + start) * (1 + MARGIN) >= work:
         # Even if threads ran one at a time, processes would not repay their start.
-        return Choice(threads, f"about {work:.1f} s of computing, too little to repay "
+        return Choice(threads, f"about {work:.2g} s of computing, too little to repay "
                       f"{'starting ' if start == STARTUP else ''}worker processes")
     speedup = thread_speedup(pipeline, None)
     serial = min(1.0, max(0.0, 2 / speedup - 1))
