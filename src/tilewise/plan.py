@@ -31,6 +31,8 @@ from .regions import Box, TileGrid
 
 #: Pixels of the probe tile (per splittable spatial extent: 256 x 256, 40 x 40 x 40).
 PROBE_PIXELS = 256 * 256
+#: Pixels per spatial axis of the untraced warm-up tile run before the probe.
+WARM_UP_SIDE = 8
 #: Measured peaks are scaled by this, for allocations `tracemalloc` cannot see (GDAL, codecs).
 SAFETY = 1.25
 #: Tiles larger than this many pixels gain nothing (halo overhead is already small).
@@ -84,15 +86,15 @@ def probe(pipeline: Pipeline,
     The sources are read before tracing starts and counted as the bytes of their windows: a
     small probe window would otherwise be charged for whole storage blocks it decodes.
     `finish`, if given, runs on the outputs inside the measurement (a reduction's kernels).
+    The pipeline first runs untraced on a tiny tile, so that what happens once per process
+    (an op's first import of its library, a JIT compilation) is not charged per pixel: a
+    first call importing `reproject` allocates 90 MB, several times a tile's working memory.
     """
-    shape, axes = pipeline.shape, pipeline.axes
-    spatial = [a in SPATIAL for a in axes]
-    side = max(1, round(PROBE_PIXELS ** (1 / max(1, sum(spatial)))))
-    size = tuple(min(n, side) if s else (n if a in UNSPLIT else 1)
-                 for n, s, a in zip(shape, spatial, axes, strict=True))
-    box = central(shape, size)
+    warm = probe_box(pipeline, WARM_UP_SIDE)
+    pipeline.compute(warm, None, _reads(pipeline, pipeline.regions(warm)))
+    box = probe_box(pipeline, round(PROBE_PIXELS ** (1 / max(1, _spatial(pipeline)))))
     regions = pipeline.regions(box)
-    reads = {id(n): n.read(regions[id(n)]) for n in pipeline.sources}
+    reads = _reads(pipeline, regions)
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()
@@ -109,6 +111,22 @@ def probe(pipeline: Pipeline,
             tracemalloc.stop()
     peak += sum(a.nbytes for a in reads.values())
     return SAFETY * max(peak, 1) / max(r.size for r in regions.values())
+
+
+def _spatial(pipeline: Pipeline) -> int:
+    return sum(a in SPATIAL for a in pipeline.axes)
+
+
+def probe_box(pipeline: Pipeline, side: int) -> Box:
+    """A central box `side` pixels along each spatial axis (whole unsplit axes, one plane of
+    the others)."""
+    size = tuple(min(n, max(1, side)) if a in SPATIAL else (n if a in UNSPLIT else 1)
+                 for n, a in zip(pipeline.shape, pipeline.axes, strict=True))
+    return central(pipeline.shape, size)
+
+
+def _reads(pipeline: Pipeline, regions: Mapping[int, Box]) -> dict[int, np.ndarray]:
+    return {id(n): n.read(regions[id(n)]) for n in pipeline.sources}
 
 
 def window_pixels(pipeline: Pipeline, box: Box) -> int:
