@@ -83,6 +83,8 @@ class FitsSource(Source):
         return {**super().fingerprint(), "hdu": self.hdu}
 
     def read(self, box: Box) -> np.ndarray:
+        if box.size == 0:  # astropy's section drops the axes of an empty window
+            return np.empty(box.shape, self.dtype)
         hdus = handles.thread_handle(handles.version(self.path), _open_read)
         data = np.array(hdus[self.hdu].section[box.slices], dtype=self.dtype)
         data.flags.writeable = False

@@ -85,6 +85,8 @@ class FileStack(Source):
                 "members": self.members[0].format}
 
     def read(self, box: Box) -> np.ndarray:
+        if box.size == 0:
+            return np.empty(box.shape, self.dtype)
         lo, hi = box.start[self.axis], box.stop[self.axis]
         first = int(np.searchsorted(self.starts, lo, side="right")) - 1
         parts = []
