@@ -4,15 +4,15 @@ A FITS file is a list of HDUs; `hdu=` picks one by index, by EXTNAME (`"SCI"`) o
 and EXTVER (`("SCI", 2)`), by default the first holding an image. A window is read through
 astropy's `hdu.section`, which reads only that window's bytes from the file (only the tiles it
 touches of a tile-compressed image) and scales them as `hdu.data` would: BSCALE and BZERO
-applied, BLANK pixels NaN where scaled. The image's dtype is astropy's (float32 for scaled
-16-bit integers, uint16 for BZERO = 32768) in native byte order. FITS stores an array row by
-row, so the blocks are rows (the compression tiles for a compressed image).
+applied, BLANK pixels NaN. The image's dtype is astropy's (float32 for scaled 16-bit integers,
+uint16 for BZERO = 32768, floats for integers with BLANK) in native byte order. FITS stores an
+array row by row, so the blocks are rows (the compression tiles for a compressed image).
 
 Axes are named after CTYPE where every axis has a known kind and no two share one: celestial
 longitude `x`, latitude `y`, spectral `z`, time `t`, Stokes `c`; else by position as any array
 (`yx`, `zyx`, ...). The WCS (astropy's, with the file's distortion tables) is the `wcs`
-metadata field, which slicing and rescaling keep right (see `meta`); BLANK is the nodata of
-unscaled integer images (NaN of scaled ones).
+metadata field, which slicing and rescaling keep right (see `meta`); an image with BLANK
+pixels has NaN as its nodata.
 """
 
 from __future__ import annotations
@@ -142,9 +142,7 @@ def _axis_names(wcs: WCS | None, ndim: int) -> tuple[str, ...] | None:
 
 
 def _nodata(header: fits.Header, dtype: np.dtype) -> float | None:
-    blank = header.get("BLANK")
-    if blank is None or header.get("BITPIX", 0) < 0:
+    """NaN for an integer image with BLANK pixels, which astropy reads as floats with NaN."""
+    if header.get("BLANK") is None or header.get("BITPIX", 0) < 0 or dtype.kind != "f":
         return None
-    if dtype.kind == "f":
-        return float("nan")
-    return blank * header.get("BSCALE", 1) + header.get("BZERO", 0)
+    return float("nan")
