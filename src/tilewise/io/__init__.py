@@ -14,8 +14,8 @@ from .base import Sink, Source
 from .gdal import GDAL_CACHE, configure_gdal
 from .location import resolve
 from .memory import ArraySink, ArraySource
-from .registry import Format, formats, open_location, plugins, register, sink_class
-from .stack import is_pattern, open_files
+from .registry import Format, formats, open_location, open_stack, plugins, register, sink_class
+from .stack import is_pattern
 
 __all__ = ["GDAL_CACHE", "ArraySink", "Format", "Sink", "Source", "configure_gdal", "formats",
            "open_source", "plugins", "register", "sink_class"]
@@ -37,7 +37,7 @@ def open_source(obj: object, axes: str | Sequence[str] | None = None, format: st
         return ArraySource(obj.shape, obj.dtype, names, obj.shape, {}, None, obj)
     if isinstance(obj, (list, tuple)) or (isinstance(obj, (str, os.PathLike))
                                           and is_pattern(resolve(obj))):
-        return open_files(obj, axes, None if format == "stack" else format, options)
+        return open_stack(obj, axes, None if format == "stack" else format, options)
     if not isinstance(obj, (str, os.PathLike)):
         raise ParameterError(
             f"cannot open {type(obj).__name__!r}: give a file path, a URL or a NumPy array")

@@ -15,7 +15,8 @@ its own process.
 An input's format is, in this order: the one named by `format=`; for a URL, one that accepts its
 scheme (then its suffix decides among those); for a local file, the first whose sniffer
 recognises its first bytes (a file's content is surer than its name: a `.tif` may be a
-GeoTIFF or an ImageJ stack, a `.dat` a TIFF); else its suffix.
+GeoTIFF or an ImageJ stack, a `.dat` a TIFF); else its suffix. A list of files or a glob
+pattern is a stack of files (`open_stack`), each file's format found as above.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .gdal import GDALSource
 from .geotiff import GeoTIFFSink, GeoTIFFSource, is_tiff
 from .location import VSI, scheme, suffix
 from .npy import NpySink, NpySource, is_npy
-from .stack import FileStack, holds_files
+from .stack import holds_files, open_files
 from .tiff import TiffSource, is_stack
 from .zarr_array import ZarrSink, ZarrSource, is_zarr
 
@@ -87,9 +88,9 @@ BUILTINS: tuple[Format, ...] = (
     Format("cog", GeoTIFFSource.open, (".cog.tif", ".cog.tiff"), sink=COGSink),
     Format("czi", CziSource.open, (".czi",), (), is_czi, options=("scene",)),
     Format("fits", FitsSource.open, (".fits", ".fit", ".fts"), (), is_fits, options=("hdu",)),
-    # A folder of files (a list or a glob pattern goes to `stack.open_files` directly).
-    Format("stack", FileStack.open, (), (), holds_files, folder=True, options=("axis",),
-           forwards_options=True),
+    # A folder of files (a list or a glob pattern goes to `open_stack` directly).
+    Format("stack", lambda location, axes, **options: open_stack(location, axes, None, options),
+           sniff=holds_files, options=("axis",), folder=True, forwards_options=True),
 )
 
 
@@ -167,6 +168,11 @@ def open_location(location: str, axes: Any, format: str | None,
         raise ParameterError(f"format {fmt.name!r} takes no option {unknown[0]!r} "
                              f"(for {location}; its options: {valid})")
     return fmt.open(location, axes, **options)
+
+
+def open_stack(spec: Any, axes: Any, format: str | None, options: dict[str, Any]) -> Source:
+    """Many files as one array (see `stack`): each file opened in `format`, else its own."""
+    return open_files(spec, axes, format, options, open_location)
 
 
 def _for_url(location: str, url: str) -> Format:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,12 +65,6 @@ class FileStack(Source):
     new: bool = True
     #: Where each member starts along the stacking axis, and the end of the last.
     starts: tuple[int, ...] = ()
-
-    @classmethod
-    def open(cls, location: str, axes: str | tuple[str, ...] | None = None, axis: str = AXIS,
-             **options: Any) -> FileStack:
-        """The stack of the files of a folder (the registry's opener)."""
-        return open_files(location, axes, None, {"axis": axis, **options})
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -141,17 +135,18 @@ def member_paths(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     return os.path.commonpath(paths), paths
 
 
-def open_files(spec: Any, axes: Any, format: str | None, options: dict[str, Any]) -> FileStack:
-    """The stack of a folder, a pattern or a list of files, each opened in `format` (else
-    its own) with `options` less `axis` (see the module's docstring)."""
-    from .registry import open_location
-
+def open_files(spec: Any, axes: Any, format: str | None, options: dict[str, Any],
+               open_member: Callable[[str, Any, str | None, dict[str, Any]], Source]
+               ) -> FileStack:
+    """The stack of a folder, a pattern or a list of files, each opened by `open_member`
+    (the registry's `open_location`) in `format` (else its own) with `options` less `axis`
+    (see the module's docstring)."""
     options = dict(options)
     axis = options.pop("axis", AXIS)
     if not isinstance(axis, str) or not axis:
         raise ParameterError(f"axis={axis!r} must name the axis the files are stacked along")
     location, paths = member_paths(spec)
-    members = [open_location(p, None, format, options) for p in paths]
+    members = [open_member(p, None, format, options) for p in paths]
     first = members[0]
     new = axis not in first.axes
     position = 0 if new else first.axes.index(axis)
