@@ -110,6 +110,17 @@ def test_the_rebinned_cube_keeps_a_wcs_rescaled_from_the_file(cube, tmp_path):
     np.testing.assert_allclose(centre, wcs.pixel_to_world_values(2, 2, 0), rtol=0, atol=1e-9)
 
 
+def test_an_integer_index_drops_its_wcs_axis(cube):
+    """A plane of the cube keeps a 2-D celestial WCS giving the cube's world coordinates; a
+    slice through one celestial axis has no FITS WCS left, and says so with None."""
+    img = tw.open(cube[0])
+    plane = img[5, 10:, :]
+    assert plane.axes == ("y", "x") and plane.meta["wcs"].pixel_n_dim == 2
+    cube_world = img.meta["wcs"].pixel_to_world_values(7, 3 + 10, 5)
+    np.testing.assert_allclose(plane.meta["wcs"].pixel_to_world_values(7, 3), cube_world[:2])
+    assert img[:, 50].meta["wcs"] is None
+
+
 def test_bscale_bzero_and_blank_are_applied_as_astropy_does(tmp_path):
     raw = np.arange(-600, 600, dtype="int16").reshape(30, 40)
     hdu = fits.PrimaryHDU(raw)

@@ -333,7 +333,8 @@ class SliceNode(Node):
 
     def meta(self, index: int) -> Mapping[str, Any]:
         src = self.inputs[0]
-        return metadata.sliced(src.meta, src.axes, self.starts, self.band_index)
+        gone = tuple(a for a, d in zip(src.axes, self.dropped, strict=True) if d)
+        return metadata.sliced(src.meta, src.axes, self.starts, self.band_index, gone)
 
     def maps(self, index: int) -> tuple[AxisMap, ...]:
         out, links = 0, []
