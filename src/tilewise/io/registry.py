@@ -35,6 +35,7 @@ from .gdal import GDALSource
 from .geotiff import GeoTIFFSink, GeoTIFFSource, is_tiff
 from .location import VSI, scheme, suffix
 from .npy import NpySink, NpySource, is_npy
+from .ome_zarr import OMEZarrSink, OMEZarrSource, is_ome_zarr
 from .zarr_array import ZarrSink, ZarrSource, is_zarr
 
 #: The entry-point group third-party formats register under.
@@ -68,6 +69,9 @@ class Format:
 
 BUILTINS: tuple[Format, ...] = (
     Format("geotiff", GeoTIFFSource.open, (".tif", ".tiff"), GDAL_SCHEMES, is_tiff, GeoTIFFSink),
+    # Before zarr: an OME-Zarr image is a Zarr group, which the zarr sniffer also accepts.
+    Format("ome-zarr", OMEZarrSource.open, (".ome.zarr",), (), is_ome_zarr, OMEZarrSink,
+           options=("level",), folder=True),
     Format("zarr", ZarrSource.open, (".zarr",), ("s3", "gs", "http", "https"), is_zarr,
            ZarrSink, folder=True),
     Format("npy", NpySource.open, (".npy",), (), is_npy, NpySink),
