@@ -69,9 +69,6 @@ class Format:
 
 BUILTINS: tuple[Format, ...] = (
     Format("geotiff", GeoTIFFSource.open, (".tif", ".tiff"), GDAL_SCHEMES, is_tiff, GeoTIFFSink),
-    # Before zarr: an OME-Zarr image is a Zarr group, which the zarr sniffer also accepts.
-    Format("ome-zarr", OMEZarrSource.open, (".ome.zarr",), (), is_ome_zarr, OMEZarrSink,
-           options=("level",), folder=True),
     Format("zarr", ZarrSource.open, (".zarr",), ("s3", "gs", "http", "https"), is_zarr,
            ZarrSink, folder=True),
     Format("npy", NpySource.open, (".npy",), (), is_npy, NpySink),
@@ -79,6 +76,9 @@ BUILTINS: tuple[Format, ...] = (
            (".vrt", ".img", ".jp2", ".png", ".nc", ".hdf", ".h5", ""), GDAL_SCHEMES),
     # Written as a COG (see cog), read as any GeoTIFF: the geotiff sniffer recognises it first.
     Format("cog", GeoTIFFSource.open, (".cog.tif", ".cog.tiff"), sink=COGSink),
+    # A Zarr group with NGFF metadata (see ome_zarr); its levels are Zarr arrays.
+    Format("ome-zarr", OMEZarrSource.open, (".ome.zarr",), (), is_ome_zarr, OMEZarrSink,
+           options=("level",), folder=True),
 )
 
 
