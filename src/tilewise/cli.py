@@ -19,11 +19,15 @@ from .executors import EXECUTORS
 from .run.results import Report
 
 
-def _size_on_disk(path: str) -> int:
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(root, f))
-                   for root, _, files in os.walk(path) for f in files)
-    return os.path.getsize(path)
+def _size_on_disk(paths: Sequence[str]) -> int:
+    total = 0
+    for path in paths:
+        if os.path.isdir(path):
+            total += sum(os.path.getsize(os.path.join(root, f))
+                         for root, _, files in os.walk(path) for f in files)
+        else:
+            total += os.path.getsize(path)
+    return total
 
 
 def _band_list(text: str) -> tuple[int, ...]:
@@ -54,13 +58,50 @@ def info(path: str) -> list[str]:
     ]
     if meta.get("band_names"):
         lines.append(f"bands      {', '.join(meta['band_names'])}")
-    lines.append(f"on disk    {format_bytes(_size_on_disk(path))}")
     source = image.node.source
+    lines.append(f"on disk    {format_bytes(_size_on_disk(source.paths))}")
+    lines.append(f"format     {_format(source)}")
     if isinstance(source, GDALSource):
         with rasterio.open(source.path) as ds:
             factors = ds.overviews(1)
         lines.append(f"overviews  {', '.join(f'1/{f}' for f in factors) or 'none'}")
+    if meta.get("physical"):
+        lines.append("physical   " + ", ".join(
+            f"{a} {p['size']:.6g} {p['unit'] or ''}".rstrip() for a, p in meta["physical"].items()))
+    if meta.get("wcs") is not None:
+        lines.append(f"wcs        {_wcs(meta['wcs'], image.axes)}")
     return lines
+
+
+def _format(source: object) -> str:
+    """The format of a source, and which of the images its file holds it reads."""
+    from .io.czi import CziSource
+    from .io.fits_image import FitsSource
+    from .io.stack import FileStack
+    from .io.tiff import TiffSource, layout
+
+    name = source.format  # type: ignore[attr-defined]
+    if isinstance(source, TiffSource):
+        series, levels = layout(source.path, source.series)
+        return f"{name} (series {source.series} of {series}, level {source.level} of {levels})"
+    if isinstance(source, CziSource):
+        return f"{name} (scene {'none' if source.scene is None else source.scene})"
+    if isinstance(source, FitsSource):
+        return f"{name} (HDU {source.hdu})"
+    if isinstance(source, FileStack):
+        return (f"{name} of {len(source.members)} {source.members[0].format} files along "
+                f"{source.axes[source.axis]}")
+    return name
+
+
+def _wcs(wcs: object, axes: Sequence[str]) -> str:
+    """Each image axis's CTYPE and unit, and the world coordinates of the first pixel."""
+    lin = wcs.wcs  # type: ignore[attr-defined]
+    names = [axes[-1 - i] if i < len(axes) else "-" for i in range(len(lin.ctype))]
+    kinds = ", ".join(f"{n} {t or 'linear'} ({u})" for n, t, u in
+                      zip(names, lin.ctype, lin.cunit, strict=True))
+    first = wcs.pixel_to_world_values(*([0] * len(lin.ctype)))  # type: ignore[attr-defined]
+    return f"{kinds}; pixel 0 at ({', '.join(f'{float(v):.8g}' for v in first)})"
 
 
 def ops() -> list[str]:

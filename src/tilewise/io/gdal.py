@@ -50,9 +50,8 @@ def configure_gdal() -> None:
 def stack_error(path: str, pages: int) -> UnsupportedFormatError:
     """The refusal of a TIFF holding several images: reading its first alone would lose data."""
     return UnsupportedFormatError(
-        f"{path} holds {pages} pages (a stack); tilewise reads only single-image TIFFs for now "
-        "and will not read the first page alone: save the stack as a Zarr array or .npy file, "
-        "or one TIFF per page")
+        f"{path} holds {pages} pages (a stack), which GDAL reads one at a time; open it with "
+        "format='tiff' to read the stack with tifffile")
 
 
 @dataclass(frozen=True, eq=False)
