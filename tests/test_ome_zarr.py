@@ -94,7 +94,7 @@ def cases(draw):
     return axes, shape, levels, scaled, tile, dtype, method
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases(), st.sampled_from(["0.4", "0.5"]), st.sampled_from(["serial", "threads"]),
        st.integers(0, 2**32 - 1))
 def test_every_level_equals_the_whole_array_downsampling(tmp_path_factory, case, version,
@@ -168,6 +168,35 @@ def test_tczyx_opens_in_ome_zarr_py_and_validates_with_ome_zarr_models(tmp_path,
             [30.0, 1.0, 0.32, 0.0906 * 2**k, 0.0906 * 2**k])}
         assert shift == {"type": "translation", "translation": pytest.approx(
             [0.0, 0.0, 5.0, -1.5 + (2**k - 1) / 2 * 0.0906, 2.25 + (2**k - 1) / 2 * 0.0906])}
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_real_czi_as_ome_zarr(tmp_path, version):
+    """The Zeiss CZI (T=3, C=2, Z=5): its pixels, channel names and pixel sizes in the
+    OME-Zarr, each level the whole array's block means, opened by ome-zarr-py, validated."""
+    czi = tw.open(data_path("microscopy", "CD_s_1_t_3_c_2_z_5.czi"))
+    whole = czi.compute()
+    image = tw.map(lambda v: v, czi, meta={"ome_zarr": {"version": version, "levels": 2}})
+    out = tmp_path / "czi.ome.zarr"
+    tw.save(image, out, tile={"t": 1, "z": 2, "y": 64, "x": 128}, executor="threads",
+            workers=2)
+    group = zarr.open_group(out, mode="r")
+    (ImageV05 if version == "0.5" else ImageV04).from_zarr(group)
+    fmt = FormatV05() if version == "0.5" else FormatV04()
+    node = next(iter(Reader(parse_url(str(out), fmt=fmt))()))
+    assert [d.shape for d in node.data] == [(3, 2, 5, 170, 240), (3, 2, 5, 85, 120),
+                                            (3, 2, 5, 43, 60)]
+    for k, level in enumerate(node.data):
+        np.testing.assert_array_equal(np.asarray(level), reference_level(whole, (3, 4), k,
+                                                                         "mean"), strict=True)
+    assert node.metadata["channel_names"] == ["LED555", "LED470"]
+    size = czi.meta["physical"]["x"]["size"]
+    assert size == pytest.approx(0.0906, abs=1e-4)
+    scale = node.metadata["coordinateTransformations"][2][0]["scale"]
+    assert scale == pytest.approx([1.0, 1.0, 0.32, 4 * size, 4 * size], rel=1e-12)
+    axes = node.metadata["axes"]
+    assert [a.get("unit") for a in axes] == [None, None, "micrometer", "micrometer",
+                                             "micrometer"]
 
 
 def test_nearest_levels_keep_the_origin_and_read_back_with_tilewise(tmp_path):
@@ -247,6 +276,10 @@ def test_tiles_that_split_pyramid_blocks_and_bad_axes_are_refused(tmp_path):
     with pytest.raises(tw.UnsupportedFormatError, match=r"in the order t, c, z, y, x, not "
                                                         r"\('x', 'y'\)"):
         tw.save(tw.open(np.zeros((4, 4)), axes="xy"), tmp_path / "b.ome.zarr")
+    physical = {"y": {"size": 1.0, "unit": "um", "origin": 0.0}}
+    with pytest.raises(tw.UnsupportedFormatError, match=r"c\.ome\.zarr: the unit 'um' of axis "
+                                                        r"'y' is none that OME-NGFF names"):
+        tw.save(tw.open(np.zeros((4, 4)), meta={"physical": physical}), tmp_path / "c.ome.zarr")
     assert list(tmp_path.iterdir()) == []
 
 

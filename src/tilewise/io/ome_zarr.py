@@ -38,6 +38,7 @@ from ..regions import Box
 from . import handles
 from .base import Sink, fsync
 from .location import is_local
+from .physical import UNITS
 from .pyramid import METHODS, SLAB, Pyramid
 from .zarr_array import MARK, ZarrSource, sync_chunks, write_chunks
 
@@ -51,6 +52,10 @@ AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "spa
 SIDE_2D, SIDE_3D, Z_CHUNK = 512, 256, 4
 #: The smallest chunk side a pyramid level is cut into (where level 0's is larger).
 MIN_SIDE = 64
+#: The units OME-NGFF names for time axes; every other unit `physical` knows is a length.
+TIME_UNITS = frozenset(u for u in UNITS.values() if u.endswith("second")
+                       or u in ("minute", "hour", "day"))
+SPACE_UNITS = frozenset(UNITS.values()) - TIME_UNITS
 #: Channel colours for viewers (`omero`), in turn.
 COLOURS = ("FFFFFF", "00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF")
 
@@ -109,6 +114,16 @@ class OMEZarrSink(Sink):
     parallel_writes: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        physical = self.meta.get("physical") or {}
+        for a in self.axes:
+            unit = physical.get(a, {}).get("unit")
+            known = {"space": SPACE_UNITS, "time": TIME_UNITS}.get(AXIS_TYPES.get(a, ""), ())
+            if unit is not None and unit not in known:
+                raise UnsupportedFormatError(
+                    f"{self.path}: the unit {unit!r} of axis {a!r} is none that OME-NGFF "
+                    f"names for a {AXIS_TYPES.get(a)} axis (such as "
+                    f"{'second' if a == 't' else 'micrometer'}); correct the image's "
+                    "'physical' metadata")
         levels = self.options.levels
         for i in self.pyramid.axes:
             if self.chunks[i] < self.shape[i] and self.chunks[i] % 2**levels:
