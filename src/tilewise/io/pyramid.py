@@ -79,12 +79,20 @@ class Pyramid:
         levels = []
         for _ in range(self.levels):
             for axis in self.axes:
-                pairs = np.arange(0, sums.shape[axis], 2)
-                sums = np.add.reduceat(sums, pairs, axis=axis, dtype=np.float64)
+                sums = self._pairs(sums, axis, np.float64)
                 if counts is not None:
-                    counts = np.add.reduceat(counts, pairs, axis=axis)
+                    counts = self._pairs(counts, axis, np.int64)
             levels.append(self._finish(sums, counts, part, len(levels) + 1))
         return levels
+
+    def _pairs(self, a: np.ndarray, axis: int, dtype: type) -> np.ndarray:
+        """Neighbours along `axis` added in pairs (the last alone at an odd end), in `dtype`.
+        (Slices, not `np.add.reduceat`, which is several times slower.)"""
+        n = a.shape[axis]
+        out = a[self._along(axis, slice(0, n, 2), a.ndim)].astype(dtype)
+        out[self._along(axis, slice(0, n // 2), a.ndim)] += a[self._along(axis, slice(1, n, 2),
+                                                                          a.ndim)]
+        return out
 
     def _valid(self, part: np.ndarray) -> np.ndarray | None:
         """Where `part` holds a value that counts: None when every one does."""
