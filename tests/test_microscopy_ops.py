@@ -225,3 +225,30 @@ def test_every_microscopy_op_in_processes(tmp_path):
         want = each_volume(whole, a, 2).astype(img.dtype)
         np.testing.assert_allclose(np.load(path), want, rtol=1e-5 if "nl" in path.name else 0,
                                    atol=0, err_msg=path.name)
+
+
+def reach(func, size=31):
+    """The farthest distance (along an axis or a diagonal) at which changing one input pixel
+    changes the centre pixel of `func`'s output."""
+    a = np.random.default_rng(8).random((size, size))
+    centre = size // 2
+    base = func(a)[centre, centre]
+    farthest = -1
+    for r in range(centre):
+        for dy, dx in ((r, 0), (0, -r), (r, r), (-r, r)):
+            b = a.copy()
+            b[centre + dy, centre + dx] += 1.0
+            if func(b)[centre, centre] != base:
+                farthest = r
+    return farthest
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_nl_means_reads_patch_distance_plus_half_a_patch(fast):
+    assert reach(lambda v: restoration.denoise_nl_means(
+        v, patch_size=5, patch_distance=3, h=0.3, fast_mode=fast)) == 3 + 5 // 2
+
+
+def test_tv_moves_information_one_pixel_per_iteration():
+    assert reach(lambda v: restoration.denoise_tv_chambolle(v, weight=0.2, eps=0.0,
+                                                            max_num_iter=6)) == 6 - 1

@@ -2,6 +2,7 @@
 pyramid level equal to the whole array's block means (or first pixels), resumable."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -354,3 +355,14 @@ def test_killed_run_resumes_to_the_same_levels(tmp_path):
         np.testing.assert_array_equal(level, reference_level(a, (0, 1, 2), k, "mean"),
                                       strict=True)
     ImageV05.from_zarr(zarr.open_group(tmp_path / "nuclei.ome.zarr", mode="r"))
+
+
+def test_the_docs_example_runs(tmp_path, monkeypatch):
+    czi = data_path("microscopy", "CD_s_1_t_3_c_2_z_5.czi")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "ome-zarr.md")) as f:
+        code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace("../shared/data/microscopy/CD_s_1_t_3_c_2_z_5.czi", czi),
+                 "docs/ome-zarr.md", "exec"), {})
+    assert tw.open(tmp_path / "blurred.ome.zarr", level=2).shape == (3, 2, 5, 43, 60)

@@ -31,6 +31,7 @@ def snippets():
 #: What each snippet leaves in its folder, journals aside; a new snippet must be added here.
 WRITES = {
     "Built-in ops": ["dem8.tif", "relief.tif"],
+    "Microscopy and OME-Zarr": ["cells.ome.zarr"],
     "Example": ["gx.zarr", "gy.tif"],
     "Reductions and two-pass pipelines": ["stretched.tif"],
 }

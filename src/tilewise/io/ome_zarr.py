@@ -384,10 +384,11 @@ def _meta(attrs: Mapping[str, Any], multiscale: Mapping[str, Any],
     outer, outer_shift = _affine(multiscale.get("coordinateTransformations", []), len(names))
     kinds = [a.get("type") if isinstance(a, Mapping) else None for a in multiscale["axes"]]
     units = [a.get("unit") if isinstance(a, Mapping) else None for a in multiscale["axes"]]
+    # An axis of unknown spacing is written with scale 1 and no unit: it is left out again.
     physical = {name: {"size": s * o, "unit": unit, "origin": t * o + u}
                 for name, kind, unit, s, t, o, u
                 in zip(names, kinds, units, scale, shift, outer, outer_shift, strict=True)
-                if kind in ("space", "time")}
+                if kind in ("space", "time") and (unit or (s * o, t * o + u) != (1, 0))}
     if physical:
         meta["physical"] = physical
     channels = _ngff(attrs).get("omero", {}).get("channels")
