@@ -114,6 +114,17 @@ class OMEZarrSink(Sink):
     parallel_writes: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        self._check_units()
+        levels = self.options.levels
+        for i in self.pyramid.axes:
+            if self.chunks[i] < self.shape[i] and self.chunks[i] % 2**levels:
+                raise ParameterError(
+                    f"{self.path}: a pyramid of {levels} levels needs tiles along "
+                    f"{self.axes[i]!r} that are multiples of {2**levels} pixels, not "
+                    f"{self.chunks[i]}")
+
+    def _check_units(self) -> None:
+        """Refuse a unit NGFF does not name (readers give NGFF's names; a user may not)."""
         physical = self.meta.get("physical") or {}
         for a in self.axes:
             unit = physical.get(a, {}).get("unit")
@@ -124,13 +135,6 @@ class OMEZarrSink(Sink):
                     f"names for a {AXIS_TYPES.get(a)} axis (such as "
                     f"{'second' if a == 't' else 'micrometer'}); correct the image's "
                     "'physical' metadata")
-        levels = self.options.levels
-        for i in self.pyramid.axes:
-            if self.chunks[i] < self.shape[i] and self.chunks[i] % 2**levels:
-                raise ParameterError(
-                    f"{self.path}: a pyramid of {levels} levels needs tiles along "
-                    f"{self.axes[i]!r} that are multiples of {2**levels} pixels, not "
-                    f"{self.chunks[i]}")
 
     @classmethod
     def check(cls, shape: tuple[int, ...], dtype: np.dtype, axes: tuple[str, ...],
