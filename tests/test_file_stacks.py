@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 
 import numpy as np
 import pytest
@@ -154,3 +155,10 @@ def test_members_must_be_readable(tmp_path):
     assert tw.open(str(tmp_path / "*.fits")).shape == (3, HEIGHT, WIDTH)
     assert open_source(str(tmp_path / "*.fits")).read(Box((0, 0, 0), (0, 2, 2))).shape == (0, 2,
                                                                                              2)
+
+
+def test_the_docs_example_runs():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "formats.md")) as f:
+        code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+    exec(compile(code, "docs/formats.md", "exec"), {})

@@ -235,3 +235,31 @@ def test_czi_scene_and_axes_options(czi_file):
     renamed = tw.open(path, axes=["t", "ch", "z", "y", "x"], scene=0)
     assert renamed.axes == ("t", "ch", "z", "y", "x") and "z" in renamed.meta["physical"]
     np.testing.assert_array_equal(renamed[2, :, 4].compute(), whole[2, :, 4])
+
+
+def test_a_mosaic_czi_reads_one_scene_with_subblock_blocks(tmp_path):
+    czi = pytest.importorskip("pylibCZIrw.czi")
+    path = str(tmp_path / "mosaic.czi")
+    rng = np.random.default_rng(6)
+    with czi.create_czi(path) as doc:
+        for scene, (x0, y0) in enumerate([(0, 0), (1000, 500)]):
+            for z in range(3):
+                for ty in range(2):
+                    for tx in range(3):
+                        tile = rng.integers(0, 60000, (64, 64, 1)).astype("uint16")
+                        doc.write(tile, location=(x0 + tx * 64, y0 + ty * 64), plane={"Z": z},
+                                  scene=scene)
+        doc.write_metadata(channel_names={0: "DAPI"}, scale_x=1e-7, scale_y=1e-7, scale_z=5e-7)
+    with czi.open_czi(path) as doc:
+        whole = np.array([doc.read(plane={"Z": z}, scene=1)[..., 0] for z in range(3)])
+    image = tw.open(path, scene=1)
+    assert image.shape == (1, 1, 3, 128, 192) and image.blocks == (1, 1, 1, 64, 64)
+    assert image.meta["band_names"] == ("DAPI",)
+    assert {a: p["size"] for a, p in image.meta["physical"].items()} == {"z": 0.5, "y": 0.1,
+                                                                         "x": 0.1}
+    np.testing.assert_array_equal(image[0, 0].compute(tile={"z": 2, "y": 50, "x": 70}), whole,
+                                  strict=True)
+    assert not np.array_equal(tw.open(path)[0, 0].compute(), whole)  # scene 0 by default
+    with pytest.raises(tw.ParameterError, match=r"scene=2 is not one of the scenes of "
+                                                r".*mosaic\.czi \(0, 1\)"):
+        tw.open(path, scene=2)

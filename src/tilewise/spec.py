@@ -3,6 +3,7 @@
     inputs:
       dem: dem/srtm90.tif                  # a path, relative to this file
       scene: {dataset: landsat}            # or a demo dataset; {path: ..., axes: cyx} also works
+      sky: {path: hst_flt.fits, options: {hdu: SCI}}   # a format's options (format: names one)
     steps:
       smooth: {op: gaussian, input: dem, params: {sigma: 1.5}}
       edges:
@@ -42,7 +43,7 @@ from .ops import Op
 from .ops import open as open_image
 
 TOP = ("inputs", "steps", "outputs", "run")
-INPUT_KEYS = ("path", "dataset", "axes")
+INPUT_KEYS = ("path", "dataset", "axes", "format", "options")
 STEP_KEYS = ("op", "function", "input", "inputs", "params", "margin", "dtype")
 OUTPUT_KEYS = ("path", "cmap")
 RUN_KEYS = ("executor", "workers", "memory", "tile", "on_error")
@@ -211,7 +212,9 @@ class _Document:
                 source = datasets.path(spec["dataset"])
             else:
                 source = self.resolve(spec["path"], (*keys, "path"))
-            return open_image(source, axes=spec.get("axes")), source
+            options = self.mapping(spec.get("options") or {}, (*keys, "options"))
+            return open_image(source, axes=spec.get("axes"), format=spec.get("format"),
+                              **options), source
         except TilewiseError as exc:
             raise self.error(keys, str(exc), type(exc)) from None
 

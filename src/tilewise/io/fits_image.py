@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
 
 from ..axes import parse_axes
 from ..errors import InputError, ParameterError
 from ..regions import Box
 from . import handles
 from .base import Source
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+    from astropy.wcs import WCS
 
 #: The first bytes of every FITS file: its primary header's first card.
 MAGIC = b"SIMPLE  ="
@@ -43,6 +45,9 @@ def is_fits(path: str, head: bytes) -> bool:
 
 
 def _open_read(path: str) -> fits.HDUList:
+    # astropy is imported when a FITS file is opened: importing it costs a second.
+    from astropy.io import fits
+
     return fits.open(path, mode="readonly", lazy_load_hdus=True)
 
 
@@ -114,6 +119,8 @@ def _choose(hdus: fits.HDUList, hdu: Any, path: str) -> int:
 
 def _wcs(header: fits.Header, hdus: fits.HDUList, path: str) -> WCS | None:
     """The HDU's WCS, or None where its header describes none (no CTYPE)."""
+    from astropy.wcs import WCS, FITSFixedWarning
+
     if not any(k.startswith("CTYPE") for k in header):
         return None
     with warnings.catch_warnings():
