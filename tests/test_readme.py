@@ -31,8 +31,8 @@ def snippets():
 #: What each snippet leaves in its folder, journals aside; a new snippet must be added here.
 WRITES = {
     "Built-in ops": ["dem8.tif", "relief.tif"],
-    "Microscopy and OME-Zarr": ["cells.ome.zarr"],
     "Example": ["gx.zarr", "gy.tif"],
+    "OME-Zarr output and microscopy ops": ["cells.ome.zarr"],
     "Reductions and two-pass pipelines": ["stretched.tif"],
 }
 
