@@ -32,6 +32,7 @@ def snippets():
 WRITES = {
     "Built-in ops": ["dem8.tif", "relief.tif"],
     "Example": ["gx.zarr", "gy.tif"],
+    "OME-Zarr output and microscopy ops": ["cells.ome.zarr"],
     "Reductions and two-pass pipelines": ["stretched.tif"],
 }
 

@@ -215,7 +215,8 @@ def fingerprint(output: Image, sink: Sink, shape: list[int], tile: tuple[int, ..
         "grid": {"shape": shape, "tile": list(tile)},
         "output": {"format": type(sink).__name__, "dtype": str(sink.dtype),
                    "axes": list(sink.axes), "chunks": list(sink.chunks),
-                   "shape": list(sink.shape)},
+                   "shape": list(sink.shape),
+                   **({"settings": sink.settings} if sink.settings else {})},
     }
 
 

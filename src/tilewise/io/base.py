@@ -110,6 +110,20 @@ class Sink(ABC):
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
         """The chunk shape this format is written in; tiles are whole multiples of it."""
 
+    @classmethod
+    def planned_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...],
+                       meta: Mapping[str, Any]) -> tuple[int, ...]:
+        """The chunk shape tiles are whole multiples of, for an image with this metadata:
+        `default_chunks`, unless the format's options in `meta` need coarser tiles (an
+        OME-Zarr pyramid's levels)."""
+        return cls.default_chunks(shape, axes)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The format options this output is written with (JSON-able; the journal keeps them,
+        so that a resumed run with other options is refused): none by default."""
+        return {}
+
     @abstractmethod
     def create(self) -> None:
         """Create the empty staged output (called once, by the driver)."""

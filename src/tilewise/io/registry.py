@@ -38,6 +38,7 @@ from .gdal import GDALSource
 from .geotiff import GeoTIFFSink, GeoTIFFSource, is_tiff
 from .location import VSI, scheme, suffix
 from .npy import NpySink, NpySource, is_npy
+from .ome_zarr import OMEZarrSink, OMEZarrSource, is_ome_zarr
 from .stack import holds_files, open_files
 from .tiff import TiffSource, is_stack
 from .zarr_array import ZarrSink, ZarrSource, is_zarr
@@ -86,6 +87,9 @@ BUILTINS: tuple[Format, ...] = (
            (".vrt", ".img", ".jp2", ".png", ".nc", ".hdf", ".h5", ""), GDAL_SCHEMES),
     # Written as a COG (see cog), read as any GeoTIFF: the geotiff sniffer recognises it first.
     Format("cog", GeoTIFFSource.open, (".cog.tif", ".cog.tiff"), sink=COGSink),
+    # A Zarr group with NGFF metadata (see ome_zarr); its levels are Zarr arrays.
+    Format("ome-zarr", OMEZarrSource.open, (".ome.zarr",), (), is_ome_zarr, OMEZarrSink,
+           options=("level",), folder=True),
     Format("czi", CziSource.open, (".czi",), (), is_czi, options=("scene",)),
     Format("fits", FitsSource.open, (".fits", ".fit", ".fts"), (), is_fits, options=("hdu",)),
     # A folder of files (a list or a glob pattern goes to `open_stack` directly).

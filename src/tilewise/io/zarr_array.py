@@ -35,8 +35,15 @@ MARK = "tilewise"
 
 
 def is_zarr(path: str, head: bytes) -> bool:
-    """Whether `path` is a folder holding a Zarr array (v3 or v2), whatever its suffix."""
-    return any(os.path.isfile(os.path.join(path, name)) for name in ("zarr.json", ".zarray"))
+    """Whether `path` is a folder holding a Zarr array (v3 or v2), whatever its suffix; a
+    group (an OME-Zarr image) is not one."""
+    if os.path.isfile(os.path.join(path, ".zarray")):
+        return True
+    try:
+        with open(os.path.join(path, "zarr.json"), encoding="utf-8") as f:
+            return json.load(f).get("node_type") == "array"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _open_read(path: str) -> zarr.Array:

@@ -10,6 +10,7 @@ prints. Every built-in gives, tile by tile, exactly what it gives on the whole i
 
 from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
 from .intensity import stretch
+from .microscopy import denoise_nl_means, denoise_tv, normalize, subtract_background
 from .nodata import fillnodata, nodata_mask
 from .registry import BUILTINS, Builtin
 from .reprojection import reproject, warp
@@ -20,6 +21,8 @@ __all__ = [
     "BUILTINS",
     "Builtin",
     "aspect",
+    "denoise_nl_means",
+    "denoise_tv",
     "fillnodata",
     "gaussian",
     "gradient_magnitude",
@@ -29,9 +32,11 @@ __all__ = [
     "median",
     "minimum",
     "nodata_mask",
+    "normalize",
     "rebin",
     "reproject",
     "slope",
     "stretch",
+    "subtract_background",
     "warp",
 ]

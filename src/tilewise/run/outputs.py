@@ -90,7 +90,7 @@ def sinks(pipeline: Pipeline, paths: Sequence[str], tile: tuple[int, ...] | None
     out = []
     for img, path, grid in zip(pipeline.outputs, paths, grids.outputs, strict=True):
         cls = sink_class(path)
-        chunks = cls.default_chunks(img.shape, img.axes)
+        chunks = cls.planned_chunks(img.shape, img.axes, img.meta)
         if tile is not None and cls.parallel_writes:
             # Parallel writers need chunks inside one tile: follow the tile where it disagrees.
             part = grid.box(Box.of_shape(tile), grids.shape).shape
