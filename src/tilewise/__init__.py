@@ -8,6 +8,7 @@
 
 from .errors import (
     BudgetError,
+    ClusterLostError,
     GridMismatchError,
     InputError,
     MarginError,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BudgetError",
+    "ClusterLostError",
     "GridMismatchError",
     "Image",
     "InputError",

@@ -402,10 +402,11 @@ class Image:
         return Image(SliceNode((self,), starts, shape, dropped, band))
 
     def compute(self, *, executor: Any = None, workers: int | None = None,
-                memory: int | str | None = None, tile: Any = None) -> np.ndarray:
+                memory: int | str | None = None, tile: Any = None,
+                scheduler: Any = None) -> np.ndarray:
         """The whole image as a NumPy array; refused when it would not fit the memory budget."""
         return DRIVER["compute"](self, executor=executor, workers=workers, memory=memory,
-                                 tile=tile)
+                                 tile=tile, scheduler=scheduler)
 
 
 def _parse_key(key: Any, shape: tuple[int, ...], axes: tuple[str, ...]

@@ -71,6 +71,7 @@ class ZarrSource(BlockedSource):
 @dataclass(frozen=True, eq=False)
 class ZarrSink(Sink):
     parallel_writes: ClassVar[bool] = True
+    remote_writes: ClassVar[bool] = True
 
     @classmethod
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:

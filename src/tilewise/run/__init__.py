@@ -68,17 +68,20 @@ class Planned:
 def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
          executor: str | Executor | None = None, workers: int | None = None,
          memory: int | str | None = None, tile: Any = None, overwrite: bool = False,
-         progress: ProgressSpec = None, on_error: str = "stop") -> Report:
+         progress: ProgressSpec = None, on_error: str = "stop",
+         scheduler: Any = None) -> Report:
     """Compute `images` tile by tile and write each to its path, in one pass over the tiles.
 
     The format follows each path's suffix: `.tif` (GeoTIFF), `.zarr` (Zarr v3), `.npy`.
     Outputs may be on different grids when they rescale one another (a DEM and its 4x
     rebinning). A run that fails or is killed keeps its finished tiles; the same call again
     resumes it. `on_error="continue"` computes every other tile before reporting the tiles
-    that failed.
+    that failed. `executor="dask"` runs the tiles on a dask cluster: a LocalCluster started for
+    the run, or the one `scheduler=` names (an address, a cluster or a `distributed.Client`).
     """
-    options = Options.of(executor, workers, memory, tile, overwrite, progress, on_error)
-    with quiet_nan_warnings():
+    options = Options.of(executor, workers, memory, tile, overwrite, progress, on_error,
+                         scheduler)
+    with options.running(), quiet_nan_warnings():
         checked = _check(images, paths, options)
         prints = _prints(checked, options)
         finished = _finished(checked, options, prints)
@@ -92,14 +95,15 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
 def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
          executor: str | Executor | None = None, workers: int | None = None,
          memory: int | str | None = None, tile: Any = None,
-         overwrite: bool = False) -> Planned:
+         overwrite: bool = False, scheduler: Any = None) -> Planned:
     """Plan `save(images, paths)` without running it.
 
     The tile shape comes from the usual probe tile; reductions feeding op parameters are
     stood in for by their value on a small central crop, which is enough to measure memory.
     """
-    options = Options.of(executor, workers, memory, tile, overwrite, progress=False)
-    with quiet_nan_warnings():
+    options = Options.of(executor, workers, memory, tile, overwrite, progress=False,
+                         scheduler=scheduler)
+    with options.running(), quiet_nan_warnings():
         return _plan(_check(images, paths, options, planning=True), options, sample=True)
 
 
@@ -176,10 +180,16 @@ def _plan(checked: _Checked, options: Options, sample: bool = False) -> Planned:
 
 
 def compute(image: Image, *, executor: str | Executor | None = None, workers: int | None = None,
-            memory: int | str | None = None, tile: Any = None) -> np.ndarray:
+            memory: int | str | None = None, tile: Any = None,
+            scheduler: Any = None) -> np.ndarray:
     """The whole image as a NumPy array, computed tile by tile."""
-    options = Options.of(executor, workers, memory, tile, progress=False)
-    budget = options.budget
+    options = Options.of(executor, workers, memory, tile, progress=False, scheduler=scheduler)
+    with options.running():
+        return _compute(image, options)
+
+
+def _compute(image: Image, options: Options) -> np.ndarray:
+    budget, tile = options.budget, options.tile
     if image.nbytes > budget // 2:
         raise BudgetError(
             f"the result is {image.nbytes / 2**20:.1f} MiB, more than half the memory budget "
@@ -199,11 +209,12 @@ def compute(image: Image, *, executor: str | Executor | None = None, workers: in
 
 def evaluate(values: Sequence[Value], *, executor: str | Executor | None = None,
              workers: int | None = None, memory: int | str | None = None, tile: Any = None,
-             progress: ProgressSpec = False) -> list[Any]:
+             progress: ProgressSpec = False, scheduler: Any = None) -> list[Any]:
     """The results of lazy values, computing every reduction they need in shared sweeps."""
-    options = Options.of(executor, workers, memory, tile, progress=progress)
+    options = Options.of(executor, workers, memory, tile, progress=progress,
+                         scheduler=scheduler)
     configure_gdal()
-    with quiet_nan_warnings():
+    with options.running(), quiet_nan_warnings():
         results = resolve([v.reduction for v in values], options)
     return [v.select(results[v.reduction]) for v in values]
 
