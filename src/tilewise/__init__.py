@@ -6,6 +6,7 @@
     tw.save(smooth, "smooth.tif", memory="1GiB")
 """
 
+from . import interop  # noqa: F401  (installs Image.to_dask and Image.to_xarray)
 from .errors import (
     BudgetError,
     ClusterLostError,

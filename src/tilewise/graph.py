@@ -408,6 +408,15 @@ class Image:
         return DRIVER["compute"](self, executor=executor, workers=workers, memory=memory,
                                  tile=tile, scheduler=scheduler)
 
+    def to_dask(self, *, tile: Any = None, memory: int | str | None = None) -> Any:
+        """A dask array whose blocks are this image's tiles (see `tilewise.interop`)."""
+        return DRIVER["to_dask"](self, tile=tile, memory=memory)
+
+    def to_xarray(self, *, tile: Any = None, memory: int | str | None = None) -> Any:
+        """A lazy xarray DataArray of this image, with coordinates and georeference (see
+        `tilewise.interop`)."""
+        return DRIVER["to_xarray"](self, tile=tile, memory=memory)
+
 
 def _parse_key(key: Any, shape: tuple[int, ...], axes: tuple[str, ...]
                ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[bool, ...], int | slice | None]:
