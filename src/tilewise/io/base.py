@@ -88,6 +88,8 @@ class Sink(ABC):
     #: Whether workers on other machines may write it too (chunks at a path every machine
     #: reaches, or in an object store), each making its own writes durable with `sync`.
     remote_writes: ClassVar[bool] = False
+    #: Whether it may be written to a URL (an object store), not only to a local path.
+    writes_urls: ClassVar[bool] = False
     #: Whether the staged output survives a failed run, to be resumed (files do, memory not).
     resumable: ClassVar[bool] = True
     #: Bytes of cache the writing process keeps for this format (GDAL's block cache).

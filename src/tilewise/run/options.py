@@ -7,7 +7,7 @@ fails before a folder, a staged output or a journal exists.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,14 +37,19 @@ class Options:
     #: Whether these options made the executor (by name), so that the run closes it (a
     #: LocalCluster it started) when done; an executor object given is the caller's.
     owned: bool = False
+    #: fsspec options (credentials, endpoint) of the outputs in an object store.
+    storage_options: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, executor: str | Executor | None = None, workers: int | None = None,
            memory: int | str | None = None, tile: Any = None, overwrite: bool = False,
            progress: ProgressSpec = None, on_error: str = "stop",
-           scheduler: Any = None) -> Options:
+           scheduler: Any = None, storage_options: Mapping[str, Any] | None = None) -> Options:
         if on_error not in ON_ERROR:
             raise ParameterError(f"on_error={on_error!r} must be one of {', '.join(ON_ERROR)}")
+        if storage_options is not None and not isinstance(storage_options, Mapping):
+            raise ParameterError(f"storage_options={storage_options!r} must be a dict of "
+                                 "fsspec options such as {'endpoint_url': ...}")
         given = None if memory is None else budget_bytes(memory)
         owned = not isinstance(executor, Executor)
         if workers is None and owned and executor != "dask" and scheduler is None:
@@ -57,7 +62,8 @@ class Options:
             if owned:
                 runner.close()
             raise
-        return cls(runner, budget, tile, bool(overwrite), progress, on_error, owned)
+        return cls(runner, budget, tile, bool(overwrite), progress, on_error, owned,
+                   storage_options)
 
     @property
     def keep_going(self) -> bool:

@@ -42,11 +42,11 @@ def write(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, options: Option
     caller computed them already.
     """
     started = time.perf_counter()
-    journals: dict[int, journal.Journal] = {}
+    journals: dict[int, journal.Journal | journal.StoreJournal] = {}
     try:
         for i, sink in enumerate(sinks):
             if sink.resumable:  # locked before anything is decided or touched
-                journals[i] = journal.Journal(journal.path_of(sink.path))
+                journals[i] = journal.held(sink)
         prints = prints or journal.fingerprints(described or pipeline, sinks, plan.grid.tile)
         tiles = OutputPass(pipeline, tuple(sinks), plan, options, journals, prints).run()
     finally:
@@ -62,7 +62,8 @@ class OutputPass:
     """One pass over the tiles for the outputs that need it."""
 
     def __init__(self, pipeline: Pipeline, sinks: tuple[Sink, ...], plan: Plan,
-                 options: Options, journals: dict[int, journal.Journal],
+                 options: Options,
+                 journals: dict[int, journal.Journal | journal.StoreJournal],
                  prints: list[dict[str, Any]]) -> None:
         self.pipeline, self.sinks, self.plan, self.options = pipeline, sinks, plan, options
         self.journals = journals
