@@ -133,13 +133,13 @@ def test_a_100000_tile_run_keeps_few_tasks_on_the_scheduler(tmp_path, dask_clien
     assert done.tiles == 40  # the cluster is fine after the interrupted run
 
 
-def test_memory_per_worker_follows_the_workers_limits(dask_client):
+def test_memory_per_worker_follows_the_workers_limits(tmp_path, dask_client):
     limits = [w["memory_limit"] // w["nthreads"]
               for w in dask_client.scheduler_info(n_workers=-1)["workers"].values()]
     image = tw.map(np.negative, tw.open(np.zeros((64, 64))))
-    planned = plan(image, "/tmp/unused.zarr", scheduler=dask_client)
+    planned = plan(image, tmp_path / "out.zarr", scheduler=dask_client)
     assert planned.budget == int(min(limits) * 2 * 0.8)  # below dask's pause threshold
-    smaller = plan(image, "/tmp/unused.zarr", scheduler=dask_client, memory="300MiB")
+    smaller = plan(image, tmp_path / "out.zarr", scheduler=dask_client, memory="300MiB")
     assert smaller.budget == 300 * 2**20
 
 

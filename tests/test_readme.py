@@ -33,6 +33,7 @@ WRITES = {
     "Built-in ops": ["dem8.tif", "relief.tif"],
     "Example": ["gx.zarr", "gy.tif"],
     "Reductions and two-pass pipelines": ["stretched.tif"],
+    "On a dask cluster, in object stores, as dask and xarray arrays": ["relief.zarr"],
 }
 
 
