@@ -175,6 +175,9 @@ def test_the_command_line_runs_on_a_scheduler_address(tmp_path, dask_client, cap
         "steps: {smooth: {op: gaussian, input: dem, params: {sigma: 1.0}}}\n"
         "outputs: {smooth: out/smooth.zarr}\n"
         f"run: {{executor: dask, scheduler: '{dask_client.scheduler.address}', tile: 1024}}\n")
+    assert cli(["plan", str(pipeline_file)]) == 0
+    assert f"executor   dask x 2, at most {2 * TASKS_PER_THREAD} tiles in flight" \
+        in capsys.readouterr().out
     assert cli(["run", str(pipeline_file)]) == 0
     err = capsys.readouterr().err
     assert f"dask cluster {dask_client.scheduler.address}, 2 workers" in err
@@ -195,3 +198,15 @@ def test_bad_scheduler_options_are_one_sentence():
         image.compute(scheduler="tcp://127.0.0.1:1", workers=2)
     with pytest.raises(tw.ParameterError, match="not a scheduler address"):
         DaskExecutor(scheduler="localhost")
+
+
+def test_executor_dask_alone_starts_a_local_cluster_and_closes_it():
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    a = np.arange(40 * 30, dtype="float32").reshape(40, 30)
+    got = tw.map(np.negative, tw.open(a)).compute(executor="dask", workers=1, tile=16)
+    assert np.array_equal(got, -a)
+    left = {p.pid for p in psutil.Process().children(recursive=True)
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE} - before
+    assert not left  # the worker process and its nanny are gone with the run

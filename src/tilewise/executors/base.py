@@ -61,6 +61,11 @@ class Executor(ABC):
             ) -> Iterator[tuple[Any, Any]]:
         """Yield `(job, work(job))` for every job, in completion order."""
 
+    def in_flight(self, allowed: int) -> int:
+        """How many jobs `run` keeps submitted when the driver allows `allowed` (a cluster's
+        executor keeps more queued, which hold no tile memory until they start)."""
+        return allowed
+
     def memory_per_worker(self) -> int | None:
         """Bytes each worker may use, where the workers themselves say (a cluster's
         `memory_limit / nthreads`); None: the driver's budget decides."""

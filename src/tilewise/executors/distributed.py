@@ -140,6 +140,9 @@ class DaskExecutor(Executor):
     def address(self) -> str:
         return str(self.client.scheduler.address)
 
+    def in_flight(self, allowed: int) -> int:
+        return max(allowed, TASKS_PER_THREAD * self.workers)
+
     def memory_per_worker(self) -> int | None:
         """The smallest `memory_limit / nthreads` of the cluster's workers (a worker thread
         runs one tile at a time); None when a worker has no limit."""
@@ -164,13 +167,14 @@ class DaskExecutor(Executor):
         from distributed import as_completed
 
         client = self.client
+        # Threads now, not when connected: an adaptive cluster may have grown.
         limit = max(in_flight, TASKS_PER_THREAD * sum(client.nthreads().values()))
         payload = _Payload(work, tuple(warnings.filters))
         scattered = [self._scatter(payload)]
         prefix = f"tilewise-{uuid.uuid4().hex[:8]}"
         numbers = itertools.count()
         pending: dict[Any, tuple[Any, int]] = {}
-        finished = as_completed(with_results=True, raise_errors=False)
+        finished = as_completed(loop=client.loop, with_results=True, raise_errors=False)
         source = iter(jobs)
 
         def submit(batch: list[tuple[Any, int]]) -> None:
