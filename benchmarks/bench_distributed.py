@@ -1,6 +1,7 @@
 """Cluster benchmark: tilewise's dask executor on a LocalCluster of 2 single-threaded workers.
 
     python benchmarks/bench_distributed.py [--size 8192] [--repeat 3] [--tiles 4096]
+                                           [--tile 0] [--only overhead|w2]
 
 Every case runs in its own child process, which starts its own LocalCluster (2 worker
 processes, 1 thread each, on loopback) and times only the work, not the cluster's start; peak
@@ -10,9 +11,9 @@ RSS is that of the child and its workers together (`measure.py`). Cases:
   executor and, for reference, on the local processes and threads executors; reported as
   wall time per tile, and per tile and worker (wall x workers / tiles);
 - W2, the 3-op chain of `bench_core.py`, on a SIZE x SIZE float32 GeoTIFF (`make_data.py`),
-  written to Zarr: tilewise (`executor="dask"` on the cluster) against dask `map_overlap`
-  (rioxarray read, 1024 x 1024 chunks, the same chain fused, `to_zarr`) on the same kind of
-  cluster.
+  written to Zarr: tilewise (`executor="dask"` on the cluster, its tiles planned from the
+  workers' memory, or `--tile` pixels a side) against dask `map_overlap` (rioxarray read,
+  1024 x 1024 chunks, the same chain fused, `to_zarr`) on the same kind of cluster.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def case_overhead(executor: str, tiles: int) -> None:
     emit({"seconds": seconds, "tiles": (side // 32) ** 2})
 
 
-def case_w2_tilewise(src: str, out: str) -> None:
+def case_w2_tilewise(src: str, out: str, tile: int) -> None:
     from chain import pipeline
 
     import tilewise as tw
@@ -73,7 +74,7 @@ def case_w2_tilewise(src: str, out: str) -> None:
     client.run(lambda: __import__("scipy.ndimage"))  # both tools start with warm workers
     start = time.perf_counter()
     report = tw.save(pipeline(tw.open(src)), out, scheduler=client, overwrite=True,
-                     progress=False)
+                     progress=False, tile=tile or None)
     seconds = time.perf_counter() - start
     cluster.close()
     emit({"seconds": seconds, "tiles": report.tiles, "tile": report.tile})
@@ -102,6 +103,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per case; the table shows the median run")
     parser.add_argument("--tiles", type=int, default=4096, help="tiles of the overhead case")
+    parser.add_argument("--tile", type=int, default=0,
+                        help="tilewise's W2 tile side (default 0: planned from the budget)")
+    parser.add_argument("--only", choices=("overhead", "w2"), default=None)
     args = case_options(parser).parse_args()
     if dispatch(args, globals(), lambda a: int(a) if a.isdigit() else a):
         return
@@ -121,23 +125,28 @@ def main() -> None:
     w2 = [("dask map_overlap -> to_zarr, LocalCluster 2x1",
            [me, "--case", "w2_dask", "--args", src, f"{out}/dask.zarr"]),
           ("tilewise executor=dask -> Zarr, LocalCluster 2x1",
-           [me, "--case", "w2_tilewise", "--args", src, f"{out}/tw.zarr"])]
+           [me, "--case", "w2_tilewise", "--args", src, f"{out}/tw.zarr", str(args.tile)])]
+    overhead = [] if args.only == "w2" else overhead
+    w2 = [] if args.only == "overhead" else w2
     runs: dict[str, list[dict]] = {name: [] for name, _ in overhead + w2}
     for _ in range(args.repeat):  # interleaved, so that machine noise hits every case alike
         for name, argv in overhead + w2:
             runs[name].append(run_child(argv))
-    print(f"\nper-tile overhead: 32 x 32 tiles, an op returning its input, max-reduced; "
-          f"median of {args.repeat}")
-    print(f"{'case':<34}{'tiles':>8}{'wall s':>9}{'ms/tile':>9}{'ms/tile/worker':>16}")
+    if overhead:
+        print(f"\nper-tile overhead: 32 x 32 tiles, an op returning its input, max-reduced; "
+              f"median of {args.repeat}")
+        print(f"{'case':<34}{'tiles':>8}{'wall s':>9}{'ms/tile':>9}{'ms/tile/worker':>16}")
     for name, _ in overhead:
         r = median(runs[name])
         per = 1000 * r["seconds"] / r["tiles"]
         print(f"{name:<34}{r['tiles']:>8}{r['seconds']:>9.2f}{per:>9.2f}{per * WORKERS:>16.2f}")
-    rows = [(name, median(runs[name])) for name, _ in w2]
-    print(f"\nW2 chain on {args.size} x {args.size} float32, Zarr out, median of {args.repeat}")
-    table(rows, rows[0][1], "vs dask", 50)
-    print(f"tilewise tile {rows[1][1]['tile']}; load average at end "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if w2:
+        rows = [(name, median(runs[name])) for name, _ in w2]
+        print(f"\nW2 chain on {args.size} x {args.size} float32, Zarr out, median of "
+              f"{args.repeat}")
+        table(rows, rows[0][1], "vs dask", 50)
+        print(f"tilewise tile {rows[1][1]['tile']}")
+    print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name in ("dask.zarr", "tw.zarr"):
         shutil.rmtree(os.path.join(out, name), ignore_errors=True)
 
