@@ -20,3 +20,14 @@ def data_path(*parts: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"real data {os.path.join(*parts)} not found under {DATA}")
     return path
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A real LocalCluster of two single-threaded worker processes on loopback, started once
+    per test module that asks for it."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        yield client

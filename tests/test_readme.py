@@ -34,6 +34,7 @@ WRITES = {
     "Example": ["gx.zarr", "gy.tif"],
     "OME-Zarr output and microscopy ops": ["cells.ome.zarr"],
     "Reductions and two-pass pipelines": ["stretched.tif"],
+    "On a dask cluster, in object stores, as dask and xarray arrays": ["relief.zarr"],
 }
 
 

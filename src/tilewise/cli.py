@@ -11,12 +11,17 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from dask.utils import format_bytes
 
 from .errors import OutputError, RunFailure, TilewiseError
 from .executors import EXECUTORS
 from .run.results import Report
+
+if TYPE_CHECKING:
+    from .run.options import Options
+    from .spec import Spec
 
 
 def _size_on_disk(paths: Sequence[str]) -> int:
@@ -131,7 +136,7 @@ def _hint(hint: object) -> str:
 
 def _options(spec_options: dict, args: argparse.Namespace) -> dict:
     options = dict(spec_options)
-    for key in ("executor", "workers", "memory", "tile", "on_error"):
+    for key in ("executor", "workers", "memory", "tile", "on_error", "scheduler"):
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
     return options
@@ -173,22 +178,32 @@ def summary(report: Report, paths: Sequence[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from . import spec as pipeline_file
-    from .run import save
     from .run.options import Options
 
     spec = pipeline_file.load(args.pipeline)
-    options = _options(spec.options, args)
-    Options.of(**options)  # a bad option is refused before any folder is made
-    for path in spec.paths:
+    progress = False if args.quiet else (True if sys.stderr.isatty() else "log")
+    # A bad option is refused before any folder is made; the executor made here (a dask
+    # cluster connected to, or started) serves the run and is closed after it.
+    checked = Options.of(**_options(spec.options, args), progress=progress)
+    with checked.running():
+        return _run(spec, args, checked)
+
+
+def _run(spec: Spec, args: argparse.Namespace, checked: Options) -> int:
+    from .io.location import is_local
+    from .run import save
+
+    options = {"executor": checked.runner, "memory": checked.budget,
+               "tile": checked.tile, "on_error": checked.on_error}
+    for path in filter(is_local, spec.paths):
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         except OSError as exc:
             raise OutputError(f"the folder of output {path} cannot be made: "
                               f"{exc.strerror or exc}") from None
-    progress = False if args.quiet else (True if sys.stderr.isatty() else "log")
     try:
         report = save(list(spec.images), spec.paths, overwrite=args.overwrite,
-                      progress=progress, **options)
+                      progress=checked.progress, **options)
     except RunFailure as exc:
         print(f"tilewise: run failed: {exc} ({hint(exc)})", file=sys.stderr)
         return 1
@@ -229,6 +244,9 @@ def plan(args: argparse.Namespace) -> int:
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", help="the pipeline file (YAML)")
     parser.add_argument("--executor", choices=sorted(EXECUTORS), default=None)
+    parser.add_argument("--scheduler", default=None,
+                        help="a dask scheduler address (tcp://host:8786) for --executor dask; "
+                             "default: a LocalCluster started for the run")
     parser.add_argument("--workers", type=int, default=None, help="default: the CPU count")
     parser.add_argument("--memory", default=None,
                         help="memory budget such as 2GiB (default: half of what is free)")

@@ -446,10 +446,20 @@ class Image:
         return Image(SliceNode((self,), starts, shape, dropped, band))
 
     def compute(self, *, executor: Any = None, workers: int | None = None,
-                memory: int | str | None = None, tile: Any = None) -> np.ndarray:
+                memory: int | str | None = None, tile: Any = None,
+                scheduler: Any = None) -> np.ndarray:
         """The whole image as a NumPy array; refused when it would not fit the memory budget."""
         return DRIVER["compute"](self, executor=executor, workers=workers, memory=memory,
-                                 tile=tile)
+                                 tile=tile, scheduler=scheduler)
+
+    def to_dask(self, *, tile: Any = None, memory: int | str | None = None) -> Any:
+        """A dask array whose blocks are this image's tiles (see `tilewise.interop`)."""
+        return DRIVER["to_dask"](self, tile=tile, memory=memory)
+
+    def to_xarray(self, *, tile: Any = None, memory: int | str | None = None) -> Any:
+        """A lazy xarray DataArray of this image, with coordinates and georeference (see
+        `tilewise.interop`)."""
+        return DRIVER["to_xarray"](self, tile=tile, memory=memory)
 
 
 def _parse_key(key: Any, shape: tuple[int, ...], axes: tuple[str, ...]

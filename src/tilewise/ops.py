@@ -165,7 +165,8 @@ def map(func: Callable[..., Any], *images: Any, margin: Margin = 0, dtype: Any =
 def open(path: Any, *, axes: str | Sequence[str] | None = None, format: str | None = None,
          meta: Mapping[str, Any] | None = None, **options: Any) -> Image:
     """A lazy image of a file (GeoTIFF or any GDAL raster, Zarr, `.npy`, or a format a
-    plug-in adds) or of an in-memory NumPy array.
+    plug-in adds), possibly in an object store (`s3://bucket/dem.tif`), or of an in-memory
+    NumPy array, dask array or xarray DataArray (see `io.open_source`).
 
     The format is `format=` if given, else found from the URL scheme, the file's content and
     its suffix (see `io.registry`); `options` go to the format's opener. `meta` adds to or

@@ -16,6 +16,7 @@
       smooth: out/smooth.tif               # or {path: out/smooth.tif, cmap: terrain}
       edges: out/edges.zarr
     run: {memory: 1GiB, executor: threads, workers: 2, tile: 1024, on_error: stop}
+    # or on a dask cluster: run: {executor: dask, scheduler: "tcp://scheduler:8786"}
 
 Every mistake is reported as one sentence naming the file, the line and the key path
 (`steps.smooth.params.sigma`); a mistake found while building the graph keeps its own
@@ -39,6 +40,7 @@ import yaml
 from . import grids
 from .errors import GridMismatchError, OutputExistsError, PipelineFileError, TilewiseError
 from .graph import Image
+from .io.location import is_local
 from .ops import Op
 from .ops import open as open_image
 
@@ -46,7 +48,7 @@ TOP = ("inputs", "steps", "outputs", "run")
 INPUT_KEYS = ("path", "dataset", "axes", "format", "options")
 STEP_KEYS = ("op", "function", "input", "inputs", "params", "margin", "dtype")
 OUTPUT_KEYS = ("path", "cmap")
-RUN_KEYS = ("executor", "workers", "memory", "tile", "on_error")
+RUN_KEYS = ("executor", "workers", "memory", "tile", "on_error", "scheduler")
 
 KeyPath = tuple[str | int, ...]
 
@@ -155,6 +157,8 @@ class _Document:
         if not isinstance(path, str) or not path:
             raise self.error(keys, f"must be a file path, not {_kind(path)}")
         path = os.path.expanduser(os.path.expandvars(path))
+        if not is_local(path):  # a URL (s3://bucket/key) or a GDAL virtual path
+            return path
         folder = os.path.dirname(os.path.abspath(self.path))
         return os.path.normpath(os.path.join(folder, path))
 
@@ -192,7 +196,7 @@ class _Document:
     def _options(self, value: Any) -> dict[str, Any]:
         run = self.mapping(value, ("run",), RUN_KEYS)
         checks = {"executor": str, "workers": int, "memory": (str, int), "tile": (int, dict, list),
-                  "on_error": str}
+                  "on_error": str, "scheduler": str}
         for key, kind in checks.items():
             if key in run and (isinstance(run[key], bool) or not isinstance(run[key], kind)):
                 raise self.error(("run", key), f"has the wrong type: {_kind(run[key])}")

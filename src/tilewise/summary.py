@@ -38,7 +38,7 @@ def describe(planned: Planned) -> list[str]:
         f"{format_bytes(planned.budget)} budget "
         f"(caches and worker processes: {format_bytes(plan.fixed)})",
         f"executor   {planned.runner.name} x {planned.runner.workers}, "
-        f"at most {plan.in_flight} tiles in flight",
+        f"at most {planned.runner.in_flight(plan.in_flight)} tiles in flight",
     ]
     step = 0
     for red in planned.reductions:

@@ -82,3 +82,9 @@ def forget(path: str) -> list[Any]:
     with _lock:
         handles = _per_process.pop(path)
     return handles + _thread_cache().pop(path)
+
+
+def clear() -> None:
+    """Drop every handle this process keeps (threads' own are theirs to close)."""
+    with _lock:
+        _per_process.handles.clear()

@@ -81,7 +81,7 @@ BUILTINS: tuple[Format, ...] = (
            options=("series", "level")),
     Format("geotiff", GeoTIFFSource.open, (".tif", ".tiff"), GDAL_SCHEMES, is_tiff, GeoTIFFSink),
     Format("zarr", ZarrSource.open, (".zarr",), ("s3", "gs", "http", "https"), is_zarr,
-           ZarrSink, folder=True),
+           ZarrSink, options=("storage_options",), folder=True),
     Format("npy", NpySource.open, (".npy",), (), is_npy, NpySink),
     Format("gdal", GDALSource.open,
            (".vrt", ".img", ".jp2", ".png", ".nc", ".hdf", ".h5", ""), GDAL_SCHEMES),

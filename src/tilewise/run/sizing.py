@@ -70,7 +70,7 @@ def fit(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Executor
     fixed, read_cache = fixed_costs(pipeline, sinks, runner, budget)
     if tile is not None:
         pipeline.grids.check_tile(tile)
-    single = [s for s in sinks if not s.parallel_writes]
+    single = [s for s in sinks if not s.written_by_workers(runner.capabilities.remote_workers)]
     queued = runner.workers if single else 0
     # A result sent back from a worker process exists twice while it is in transit.
     copies = 2 if runner.capabilities.copies_results else 1
