@@ -9,6 +9,8 @@ prints. Every built-in gives, tile by tile, exactly what it gives on the whole i
 """
 
 from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
+from .horizon import anisotropic_sky_view_factor, local_dominance, openness, sky_view_factor
+from .illumination import sky_illumination
 from .intensity import stretch
 from .nodata import fillnodata, nodata_mask
 from .registry import BUILTINS, Builtin
@@ -19,18 +21,23 @@ from .terrain import aspect, hillshade, slope
 __all__ = [
     "BUILTINS",
     "Builtin",
+    "anisotropic_sky_view_factor",
     "aspect",
     "fillnodata",
     "gaussian",
     "gradient_magnitude",
     "hillshade",
+    "local_dominance",
     "maximum",
     "mean",
     "median",
     "minimum",
     "nodata_mask",
+    "openness",
     "rebin",
     "reproject",
+    "sky_illumination",
+    "sky_view_factor",
     "slope",
     "stretch",
     "warp",
