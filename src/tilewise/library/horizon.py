@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from rasterio.crs import CRS
 
 from ..errors import ParameterError
 from ..graph import Image, TileInfo
@@ -63,7 +64,7 @@ def metres_per_pixel(dem: Image, name: str) -> float:
     """The DEM's pixel size, by which RVT divides heights so that slopes are in metres per
     metre: square pixels of a projected CRS (1 without a georeference)."""
     crs = dem.meta.get("crs")
-    if crs is not None and crs.is_geographic:
+    if crs is not None and CRS.from_user_input(crs).is_geographic:
         raise ParameterError(
             f"op {name!r} needs a DEM whose pixels are in metres, but its CRS ({crs}) is in "
             "degrees; reproject it first, e.g. tilewise.library.warp(dem, crs='EPSG:32611', "

@@ -181,7 +181,7 @@ def _sky_tile(a, *, tile, nodata, ve_factor, resolution, directions, shadow_dist
     angles = np.radians(s.angles)
     # RVT's directions run counterclockwise from north: the shadow's is the nearest key.
     shadow_at = int(np.argmin(np.abs(s.angles - (360 - shadow_azimuth))))
-    cast = np.zeros(slope.shape)
+    cast = np.zeros(slope.shape) if shadow else None
     for start, stop, best in bands(*slope.shape, directions):
         top = fine.margin[0] + start
         if coarse is None:
@@ -196,7 +196,8 @@ def _sky_tile(a, *, tile, nodata, ve_factor, resolution, directions, shadow_dist
         kernels.sky_terms(best, angle, cos_aspect[start:stop], sin_aspect[start:stop],
                           np.cos(angles), np.sin(angles), float(-2 * np.sin(half)),
                           *(a[start:stop] for a in sums))
-        cast[start:stop] = np.degrees(angle[shadow_at]) < shadow_elevation
+        if shadow:
+            cast[start:stop] = np.degrees(angle[shadow_at]) < shadow_elevation
     uniform_a, uniform_b, overcast_c, overcast_d = sums
     uniform = half * np.cos(slope) * uniform_a + np.sin(slope) * np.minimum(uniform_b, np.pi)
     if model == "uniform":
