@@ -9,6 +9,8 @@ prints. Every built-in gives, tile by tile, exactly what it gives on the whole i
 """
 
 from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
+from .horizon import anisotropic_sky_view_factor, local_dominance, openness, sky_view_factor
+from .illumination import sky_illumination
 from .intensity import stretch
 from .microscopy import denoise_nl_means, denoise_tv, normalize, subtract_background
 from .nodata import fillnodata, nodata_mask
@@ -20,6 +22,7 @@ from .terrain import aspect, hillshade, slope
 __all__ = [
     "BUILTINS",
     "Builtin",
+    "anisotropic_sky_view_factor",
     "aspect",
     "denoise_nl_means",
     "denoise_tv",
@@ -27,14 +30,18 @@ __all__ = [
     "gaussian",
     "gradient_magnitude",
     "hillshade",
+    "local_dominance",
     "maximum",
     "mean",
     "median",
     "minimum",
     "nodata_mask",
     "normalize",
+    "openness",
     "rebin",
     "reproject",
+    "sky_illumination",
+    "sky_view_factor",
     "slope",
     "stretch",
     "subtract_background",
