@@ -14,7 +14,16 @@ from .nodata import fillnodata, nodata_mask
 from .registry import BUILTINS, Builtin
 from .reprojection import reproject, warp
 from .resample import rebin
-from .terrain import aspect, hillshade, slope
+from .terrain import (
+    aspect,
+    hillshade,
+    msrm,
+    mstp,
+    multi_hillshade,
+    multi_hillshade_rgb,
+    slope,
+    slrm,
+)
 
 __all__ = [
     "BUILTINS",
@@ -28,10 +37,15 @@ __all__ = [
     "mean",
     "median",
     "minimum",
+    "msrm",
+    "mstp",
+    "multi_hillshade",
+    "multi_hillshade_rgb",
     "nodata_mask",
     "rebin",
     "reproject",
     "slope",
+    "slrm",
     "stretch",
     "warp",
 ]
