@@ -12,6 +12,7 @@ from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimu
 from .intensity import stretch
 from .nodata import fillnodata, nodata_mask
 from .registry import BUILTINS, Builtin
+from .render import blend, byte_scale, colormap, normalize
 from .reprojection import reproject, warp
 from .resample import rebin
 from .terrain import (
@@ -29,6 +30,9 @@ __all__ = [
     "BUILTINS",
     "Builtin",
     "aspect",
+    "blend",
+    "byte_scale",
+    "colormap",
     "fillnodata",
     "gaussian",
     "gradient_magnitude",
@@ -42,6 +46,7 @@ __all__ = [
     "multi_hillshade",
     "multi_hillshade_rgb",
     "nodata_mask",
+    "normalize",
     "rebin",
     "reproject",
     "slope",

@@ -47,12 +47,12 @@ def extended(a: np.ndarray, tile, radius: int, mode: str
     return a[rows], cols, (y0 - radius, x0 - radius)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _starts_block(absolute, block):
     return absolute % block == 0  # Python's modulo in numba: non-negative for block > 0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _sums_down(x, first, r, col0, out):
     """out[y, c] = x[y : y + 2r + 1, col0 + c].sum() (x's row 0 is absolute row `first`)."""
     rows, cols = out.shape
@@ -76,7 +76,7 @@ def _sums_down(x, first, r, col0, out):
                 out[y, c0 + c] = suffix[y, c] + prefix[y + block, c]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _sums_across(x, cols, first, r, out):
     """out[y, c] = x[y, cols[c : c + 2r + 1]].sum() (cols[0] is absolute column `first`)."""
     rows, n_out = out.shape
@@ -96,7 +96,7 @@ def _sums_across(x, cols, first, r, out):
             out[y, c] = suffix[c] + prefix[c + block]
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def box_sum(x, cols, origin_y, origin_x, margin, r, out):
     """Sums over (2r + 1)^2 boxes into `out`, centred on rows x[margin:-margin] and columns
     cols[margin:-margin] of `x` (float64; see `extended`: its row 0 and cols[0] are at

@@ -359,11 +359,7 @@ def msrm(dem: Image, *, feature_min: float = 0.0, feature_max: float = 20.0,
         raise ParameterError(f"op 'msrm' needs 0 <= feature_min < feature_max and feature_max "
                              f"larger than the pixel size ({resolution:g} m), not "
                              f"feature_min={feature_min!r}, feature_max={feature_max!r}")
-    radii = msrm_radii(low, high, power, resolution)
-    if len(radii) < 2:
-        raise ParameterError(f"op 'msrm' with feature_min={feature_min!r}, feature_max="
-                             f"{feature_max!r} and {resolution:g} m pixels has a single filter "
-                             f"size ({radii[0]} pixels); widen the range of feature sizes")
+    radii = msrm_radii(low, high, power, resolution)  # at least two: floor(a) < ceil(b)
     return _relief_op(_msrm, dem, "msrm", z_factor, radii[-1], radii=radii)
 
 

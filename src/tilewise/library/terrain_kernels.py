@@ -4,7 +4,8 @@ They follow RVT's arithmetic (`rvt.vis`) in float64: the 3 x 3 ops take RVT's ce
 differences, in which a neighbour beyond the image edge or NaN counts as the centre pixel
 (RVT's edge padding and `roll_fill_nans`); the relief models take RVT's window means and
 deviations over exact-under-tiling box sums (`box_sums`), rounded to float32 where RVT
-rounds, so that values agree with RVT's to its last bit in nearly every pixel.
+rounds, so that values agree with RVT's to its last bit in nearly every pixel. Division
+follows NumPy (`error_model="numpy"`): a box of nothing but NaN has mean 0 / 0 = NaN, as in RVT.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from .box_sums import box_sum
 SLOPE_DEGREE, SLOPE_PERCENT, SLOPE_RADIAN, ASPECT_DEGREE, ASPECT_RADIAN, SHADE = range(6)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _neighbour(z, i, j, centre):
     value = z[i, j]
     return centre if math.isnan(value) else value
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _slope_aspect(z, i, j, res_y, res_x):
     """RVT's slope (radians) and aspect (radians, atan2 of the downhill direction)."""
     h, w = z.shape
@@ -42,7 +43,7 @@ def _slope_aspect(z, i, j, res_y, res_x):
     return slope, math.atan2(dzdx, dzdy if dzdy != 0 else 10e-9)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def gradient_kernel(z, res_y, res_x, kind, azimuths, elevation, out):
     """Per pixel of z (float64, NaN at nodata), with per-row pixel sizes res_y (positive
     towards south for a north-up grid) and res_x: the `kind` of output into out[0], or for
@@ -73,7 +74,7 @@ def gradient_kernel(z, res_y, res_x, kind, azimuths, elevation, out):
                     out[k, i, j] = max(flat + steep * math.cos(aspect - azimuths[k]), 0.0)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _counts(valid, cols, origin_y, origin_x, margin, r, shape):
     """Valid pixels per box: box sums of `valid`, or the box's area if it is empty."""
     count = np.empty(shape)
@@ -84,7 +85,7 @@ def _counts(valid, cols, origin_y, origin_x, margin, r, shape):
     return count
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def box_mean(values, valid, cols, origin_y, origin_x, margin, r, out):
     """RVT's `mean_filter`: the mean of the valid pixels of each (2r + 1)^2 box, in float64
     and rounded to float32 as RVT rounds it; NaN where the centre is NaN. `values` has 0 at
@@ -99,7 +100,7 @@ def box_mean(values, valid, cols, origin_y, origin_x, margin, r, out):
             out[y, c] = np.float32(mean)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def max_deviation(values, valid, cols, origin_y, origin_x, margin, radii, out):
     """RVT's `max_elevation_deviation`: per pixel, of the deviations from the mean over boxes
     of each radius, (z - mean) / (std + 1e-6), the one of largest magnitude (the first radius
