@@ -20,7 +20,7 @@ FILTERS = [
     (ops.median, {"size": 3}), (ops.minimum, {"size": 4}), (ops.maximum, {"size": 5}),
     (ops.gradient_magnitude, {}),
 ]
-TERRAIN = [(ops.slope, {}), (ops.slope, {"units": "percent", "z_factor": 2}), (ops.aspect, {}),
+TERRAIN = [(ops.slope, {}), (ops.slope, {"units": "percent", "ve_factor": 2}), (ops.aspect, {}),
            (ops.hillshade, {"azimuth": 200, "elevation": 30}), (ops.stretch, {}),
            (ops.stretch, {"percentiles": [0.5, 99.5]})]
 

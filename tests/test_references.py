@@ -242,14 +242,14 @@ def assert_float32_close(got, expected, ulps=4):
 
 
 @pytest.mark.parametrize("dem", DEMS)
-@pytest.mark.parametrize("units,z_factor", [("degree", 1.0), ("percent", 1.0), ("radian", 1.0),
+@pytest.mark.parametrize("units,ve_factor", [("degree", 1.0), ("percent", 1.0), ("radian", 1.0),
                                             ("degree", 2.5)])
-def test_slope_against_central_differences_in_metres(dem, units, z_factor):
-    """Catches a wrong unit factor (percent is 100 x rise), z_factor, pixel size (SRTM's
+def test_slope_against_central_differences_in_metres(dem, units, ve_factor):
+    """Catches a wrong unit factor (percent is 100 x rise), ve_factor, pixel size (SRTM's
     degrees in metres, row by row), difference scheme or edge handling."""
     image, z, (dx, dy) = terrain_case(dem)
-    got = tiled(ops.slope(image, units=units, z_factor=z_factor))
-    z = (z.astype("float32") * np.float32(z_factor)).astype("float64")  # as RVT exaggerates
+    got = tiled(ops.slope(image, units=units, ve_factor=ve_factor))
+    z = (z.astype("float32") * np.float32(ve_factor)).astype("float64")  # as RVT exaggerates
     assert_float32_close(got, slope_reference(z, dx, dy, units))
     assert np.isnan(got).any() == (dem == "lidar_nan")
 

@@ -88,7 +88,7 @@ def test_slope_and_aspect_are_rvts(dem, units):
 def test_vertical_exaggeration_is_rvts_ve_factor(dem):
     image, a = dem
     expected = rvt.vis.slope_aspect(a.copy(), 1, 1, output_units="degree", ve_factor=2.5)
-    assert_rvt_close(tiled(ops.slope(image, z_factor=2.5)), expected["slope"], angle=True)
+    assert_rvt_close(tiled(ops.slope(image, ve_factor=2.5)), expected["slope"], angle=True)
 
 
 @pytest.mark.parametrize("azimuth,elevation", [(315, 35), (90, 15), (200, 60)])
@@ -195,7 +195,7 @@ def test_inputs_are_never_modified_and_numeric_nodata_is_rvts(dem):
 # ---- tiled equals whole ----------------------------------------------------------------------
 
 RELIEF_OPS = [
-    (ops.slope, {}), (ops.aspect, {"units": "radian"}), (ops.hillshade, {"z_factor": 3}),
+    (ops.slope, {}), (ops.aspect, {"units": "radian"}), (ops.hillshade, {"ve_factor": 3}),
     (ops.multi_hillshade, {"directions": 5}), (ops.multi_hillshade_rgb, {}),
     (ops.slrm, {"radius": 6}), (ops.msrm, {"feature_max": 12, "scaling_factor": 1}),
     (ops.mstp, {"local_scale": (1, 3, 1), "meso_scale": (4, 8, 2), "broad_scale": (9, 15, 6)}),
@@ -374,7 +374,7 @@ def test_an_rgba_geotiff_is_written(tmp_path):
 
 @pytest.mark.parametrize("call,message", [
     (lambda d: ops.slope(d, units="degrees"), "units of op 'slope' must be one of"),
-    (lambda d: ops.slope(d, z_factor=20_000), "z_factor of op 'slope' must be between"),
+    (lambda d: ops.slope(d, ve_factor=20_000), "ve_factor of op 'slope' must be between"),
     (lambda d: ops.hillshade(d, elevation=95), "elevation of op 'hillshade' must be between"),
     (lambda d: ops.hillshade(d, azimuth=-1), "azimuth of op 'hillshade' must be between"),
     (lambda d: ops.multi_hillshade(d, directions=0), "directions of op 'multi_hillshade'"),

@@ -9,6 +9,8 @@ prints. Every built-in gives, tile by tile, exactly what it gives on the whole i
 """
 
 from .filters import gaussian, gradient_magnitude, maximum, mean, median, minimum
+from .horizon import anisotropic_sky_view_factor, local_dominance, openness, sky_view_factor
+from .illumination import sky_illumination
 from .intensity import stretch
 from .nodata import fillnodata, nodata_mask
 from .registry import BUILTINS, Builtin
@@ -29,6 +31,7 @@ from .terrain import (
 __all__ = [
     "BUILTINS",
     "Builtin",
+    "anisotropic_sky_view_factor",
     "aspect",
     "blend",
     "byte_scale",
@@ -37,6 +40,7 @@ __all__ = [
     "gaussian",
     "gradient_magnitude",
     "hillshade",
+    "local_dominance",
     "maximum",
     "mean",
     "median",
@@ -47,8 +51,11 @@ __all__ = [
     "multi_hillshade_rgb",
     "nodata_mask",
     "normalize",
+    "openness",
     "rebin",
     "reproject",
+    "sky_illumination",
+    "sky_view_factor",
     "slope",
     "slrm",
     "stretch",

@@ -4,10 +4,10 @@ relief models SLRM, MSRM and MSTP. See docs/relief.md.
 
 Each op keeps RVT's parameters and defaults under names of its own (each docstring gives the
 RVT name) and RVT's rules: the DEM is converted to float32 and multiplied by the vertical
-exaggeration `z_factor` (RVT's `ve_factor`) in float32, nodata becomes NaN and stays NaN in
-the result, a NaN neighbour or one beyond the image edge counts as the centre pixel in the
-3 x 3 ops, and windows beyond the edge see the DEM padded as RVT pads it. Inputs are never
-modified (RVT's `hillshade` writes NaN into its caller's array). Results are float32.
+exaggeration `ve_factor` in float32, nodata becomes NaN and stays NaN in the result, a NaN
+neighbour or one beyond the image edge counts as the centre pixel in the 3 x 3 ops, and
+windows beyond the edge see the DEM padded as RVT pads it. Inputs are never modified (RVT's
+`hillshade` writes NaN into its caller's array). Results are float32.
 
 Pixel sizes come from the transform, in metres: on a geographic CRS (degrees) the 3 x 3 ops
 take each row's own metres per degree, from the CRS's ellipsoid; the ops whose parameters are
@@ -113,9 +113,9 @@ def compile_kernels() -> None:
         kernels.max_deviation(z, valid, cols, -1, -1, 1, np.array([1]), out)
 
 
-def _elevations(a: np.ndarray, nodata: float | None, z_factor: float) -> np.ndarray:
+def _elevations(a: np.ndarray, nodata: float | None, ve_factor: float) -> np.ndarray:
     """RVT's DEM: float32, nodata as NaN, times the exaggeration in float32; then float64."""
-    return (as_float(a, nodata, "float32") * np.float32(z_factor)).astype(np.float64)
+    return (as_float(a, nodata, "float32") * np.float32(ve_factor)).astype(np.float64)
 
 
 def _region(tile) -> Box:
@@ -142,8 +142,8 @@ def _valid_split(ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---- op functions: run on each tile's window ----------------------------------------------
 
 
-def _gradient(a, *, tile, nodata, sizes, z_factor, kind, azimuths, elevation, bands):
-    z = _elevations(a, nodata, z_factor)
+def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, bands):
+    z = _elevations(a, nodata, ve_factor)
     res_y, res_x = sizes.rows(tile.window.start[0], tile.window.stop[0])
     out = np.empty((max(len(azimuths), 1), *z.shape), np.float32)
     kernels.gradient_kernel(z, res_y, res_x, kind, np.radians(azimuths),
@@ -151,8 +151,8 @@ def _gradient(a, *, tile, nodata, sizes, z_factor, kind, azimuths, elevation, ba
     return out if bands else out[0]
 
 
-def _slrm(a, *, tile, nodata, z_factor, radius):
-    z = _elevations(a, nodata, z_factor)
+def _slrm(a, *, tile, nodata, ve_factor, radius):
+    z = _elevations(a, nodata, ve_factor)
     ext, cols, origin = extended(z, tile, radius, "edge")
     values, valid = _valid_split(ext)
     mean = np.empty(_region(tile).shape)
@@ -161,8 +161,8 @@ def _slrm(a, *, tile, nodata, z_factor, radius):
     return _in_window(centre - mean.astype(np.float32), tile)
 
 
-def _msrm(a, *, tile, nodata, z_factor, radii):
-    z = _elevations(a, nodata, z_factor)
+def _msrm(a, *, tile, nodata, ve_factor, radii):
+    z = _elevations(a, nodata, ve_factor)
     ext, cols, origin = extended(z, tile, radii[-1], "edge")
     values, valid = _valid_split(ext)
     total = np.zeros(_region(tile).shape)
@@ -180,8 +180,8 @@ def _msrm(a, *, tile, nodata, z_factor, radii):
     return _in_window(total / (len(radii) - 1), tile)
 
 
-def _mstp(a, *, tile, nodata, z_factor, scales, lightness):
-    z = _elevations(a, nodata, z_factor)
+def _mstp(a, *, tile, nodata, ve_factor, scales, lightness):
+    z = _elevations(a, nodata, ve_factor)
     margin = max(radii[-1] for radii in scales)
     ext, cols, origin = extended(z, tile, margin, "symmetric")
     values, valid = _valid_split(ext)
@@ -208,10 +208,10 @@ def _check_dem(dem: Image, name: str) -> None:
         raise ParameterError(f"op {name!r} needs a DEM with axes ('y', 'x'), not {dem.axes}")
 
 
-def _z_factor(value: float, name: str) -> float:
-    z = number(value, "z_factor", name)
+def _ve_factor(value: float, name: str) -> float:
+    z = number(value, "ve_factor", name)
     if not -Z_LIMIT <= z <= Z_LIMIT:
-        raise ParameterError(f"z_factor of op {name!r} must be between -{Z_LIMIT:g} and "
+        raise ParameterError(f"ve_factor of op {name!r} must be between -{Z_LIMIT:g} and "
                              f"{Z_LIMIT:g} (RVT's limit), not {value!r}")
     return z
 
@@ -238,11 +238,11 @@ def _choice(value: str, key: str, name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _gradient_op(dem: Image, name: str, z_factor: float, kind: int,
+def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
                  azimuths: tuple[float, ...] = (), elevation: float = 0.0,
                  bands: tuple[str, ...] | None = None) -> Image:
     _check_dem(dem, name)
-    z = _z_factor(z_factor, name)
+    z = _ve_factor(ve_factor, name)
     sizes = pixel_sizes(dem)
     compile_kernels()
     meta = {"nodata": float("nan")}
@@ -251,14 +251,14 @@ def _gradient_op(dem: Image, name: str, z_factor: float, kind: int,
         meta["band_names"] = bands
         grid = {"axes": ("c", "y", "x"), "shape": {"c": len(bands)}}
     return Op(_gradient, margin=1, dtype="float32", meta=meta, name=name, **grid)(
-        dem, nodata=nodata_of(dem), sizes=sizes, z_factor=z, kind=kind, azimuths=azimuths,
+        dem, nodata=nodata_of(dem), sizes=sizes, ve_factor=z, kind=kind, azimuths=azimuths,
         elevation=elevation, bands=bands is not None)
 
 
-def _relief_op(func, dem: Image, name: str, z_factor: float, margin: int,
+def _relief_op(func, dem: Image, name: str, ve_factor: float, margin: int,
                bands: tuple[str, ...] | None = None, **params) -> Image:
     _check_dem(dem, name)
-    z = _z_factor(z_factor, name)
+    z = _ve_factor(ve_factor, name)
     compile_kernels()
     meta = {"nodata": float("nan")}
     grid = {}
@@ -266,7 +266,7 @@ def _relief_op(func, dem: Image, name: str, z_factor: float, margin: int,
         meta["band_names"] = bands
         grid = {"axes": ("c", "y", "x"), "shape": {"c": len(bands)}}
     return Op(func, margin=margin, dtype="float32", meta=meta, name=name, **grid)(
-        dem, nodata=nodata_of(dem), z_factor=z, **params)
+        dem, nodata=nodata_of(dem), ve_factor=z, **params)
 
 
 # ---- the ops ---------------------------------------------------------------------------------
@@ -274,65 +274,65 @@ def _relief_op(func, dem: Image, name: str, z_factor: float, margin: int,
 
 @builtin(halo="1")
 def slope(dem: Image, *, units: Literal["degree", "percent", "radian"] = "degree",
-          z_factor: float = 1.0) -> Image:
+          ve_factor: float = 1.0) -> Image:
     """Slope gradient (RVT `slope_aspect`'s slope): 0 for flat ground, in degrees, percent
-    (100 x the rise per metre) or radians (RVT: output_units; z_factor is RVT's ve_factor)."""
+    (100 x the rise per metre) or radians (RVT: output_units)."""
     kind = {"degree": kernels.SLOPE_DEGREE, "percent": kernels.SLOPE_PERCENT,
             "radian": kernels.SLOPE_RADIAN}
     units = _choice(units, "units", "slope", tuple(kind))
-    return _gradient_op(dem, "slope", z_factor, kind[units])
+    return _gradient_op(dem, "slope", ve_factor, kind[units])
 
 
 @builtin(halo="1")
 def aspect(dem: Image, *, units: Literal["degree", "radian"] = "degree",
-           z_factor: float = 1.0) -> Image:
+           ve_factor: float = 1.0) -> Image:
     """Direction the slope faces (RVT `slope_aspect`'s aspect): clockwise from north, in
     (-180, 180] degrees as RVT's code gives it (west is -90), or radians; 0 on flat ground."""
     kind = {"degree": kernels.ASPECT_DEGREE, "radian": kernels.ASPECT_RADIAN}
     units = _choice(units, "units", "aspect", tuple(kind))
-    return _gradient_op(dem, "aspect", z_factor, kind[units])
+    return _gradient_op(dem, "aspect", ve_factor, kind[units])
 
 
 @builtin(halo="1")
 def hillshade(dem: Image, *, azimuth: float = 315.0, elevation: float = 35.0,
-              z_factor: float = 1.0) -> Image:
+              ve_factor: float = 1.0) -> Image:
     """Hillshade (RVT `hillshade`): cosine of the sun's incidence, 0 in shadow, 1 facing the
     sun, lit from azimuth (RVT: sun_azimuth, degrees clockwise from north) and elevation
     (RVT: sun_elevation, degrees above the horizon). For an 8-bit picture see `byte_scale`."""
-    return _gradient_op(dem, "hillshade", z_factor, kernels.SHADE,
+    return _gradient_op(dem, "hillshade", ve_factor, kernels.SHADE,
                         (_angle(azimuth, "azimuth", "hillshade", 360),),
                         _angle(elevation, "elevation", "hillshade", 90))
 
 
 @builtin(halo="1")
 def multi_hillshade(dem: Image, *, directions: int = 16, elevation: float = 35.0,
-                    z_factor: float = 1.0) -> Image:
+                    ve_factor: float = 1.0) -> Image:
     """Hillshades lit from `directions` azimuths 360 / directions apart from north (RVT
     `multi_hillshade`: nr_directions, sun_elevation), one band each; RVT crops one pixel from
     every edge, tilewise does not (docs/relief.md)."""
     n = _whole(directions, "directions", "multi_hillshade")
     azimuths = tuple(360 / n * i for i in range(n))
-    return _gradient_op(dem, "multi_hillshade", z_factor, kernels.SHADE, azimuths,
+    return _gradient_op(dem, "multi_hillshade", ve_factor, kernels.SHADE, azimuths,
                         _angle(elevation, "elevation", "multi_hillshade", 90),
                         tuple(f"hillshade {a:g}" for a in azimuths))
 
 
 @builtin(halo="1")
-def multi_hillshade_rgb(dem: Image, *, elevation: float = 35.0, z_factor: float = 1.0) -> Image:
+def multi_hillshade_rgb(dem: Image, *, elevation: float = 35.0, ve_factor: float = 1.0) -> Image:
     """RVT's RGB multi-direction hillshade (its blender's and 8-bit form): red, green and blue
     lit from azimuths 315, 22.5 and 90 at `elevation` (RVT: mhs_sun_el)."""
-    return _gradient_op(dem, "multi_hillshade_rgb", z_factor, kernels.SHADE, RGB_AZIMUTHS,
+    return _gradient_op(dem, "multi_hillshade_rgb", ve_factor, kernels.SHADE, RGB_AZIMUTHS,
                         _angle(elevation, "elevation", "multi_hillshade_rgb", 90),
                         ("red", "green", "blue"))
 
 
 @builtin(halo="radius")
-def slrm(dem: Image, *, radius: int = 20, z_factor: float = 1.0) -> Image:
+def slrm(dem: Image, *, radius: int = 20, ve_factor: float = 1.0) -> Image:
     """Simple local relief model (RVT `slrm`): the DEM minus its mean over a square of
     2 radius + 1 pixels (RVT: radius_cell; RVT refuses radii outside 10-50, tilewise does
     not), NaN skipped, the DEM edge-padded."""
     r = _whole(radius, "radius", "slrm")
-    return _relief_op(_slrm, dem, "slrm", z_factor, r, radius=r)
+    return _relief_op(_slrm, dem, "slrm", ve_factor, r, radius=r)
 
 
 def msrm_radii(feature_min: float, feature_max: float, scaling_factor: int,
@@ -347,7 +347,7 @@ def msrm_radii(feature_min: float, feature_max: float, scaling_factor: int,
 @builtin(halo="n^scaling_factor pixels, n = ceil(((feature_max - res) / (2 res))^(1/scaling_"
               "factor)), res the pixel size in metres (RVT's tiling uses feature_max as pixels)")
 def msrm(dem: Image, *, feature_min: float = 0.0, feature_max: float = 20.0,
-         scaling_factor: int = 2, z_factor: float = 1.0) -> Image:
+         scaling_factor: int = 2, ve_factor: float = 1.0) -> Image:
     """Multi-scale relief model (RVT `msrm`): the mean difference of successive mean filters
     whose radii grow as a power (scaling_factor) from feature_min to feature_max (metres)."""
     _check_dem(dem, "msrm")
@@ -360,7 +360,7 @@ def msrm(dem: Image, *, feature_min: float = 0.0, feature_max: float = 20.0,
                              f"larger than the pixel size ({resolution:g} m), not "
                              f"feature_min={feature_min!r}, feature_max={feature_max!r}")
     radii = msrm_radii(low, high, power, resolution)  # at least two: floor(a) < ceil(b)
-    return _relief_op(_msrm, dem, "msrm", z_factor, radii[-1], radii=radii)
+    return _relief_op(_msrm, dem, "msrm", ve_factor, radii[-1], radii=radii)
 
 
 def _scale(value: tuple[int, int, int], key: str) -> tuple[int, ...]:
@@ -377,7 +377,7 @@ def _scale(value: tuple[int, int, int], key: str) -> tuple[int, ...]:
 def mstp(dem: Image, *, local_scale: tuple[int, int, int] = (3, 21, 2),
          meso_scale: tuple[int, int, int] = (23, 203, 18),
          broad_scale: tuple[int, int, int] = (223, 2023, 180), lightness: float = 1.2,
-         z_factor: float = 1.0) -> Image:
+         ve_factor: float = 1.0) -> Image:
     """Multi-scale topographic position (RVT `mstp`): red, green and blue are the largest
     deviation from the mean elevation over the broad, meso and local radii (minimum, maximum,
     step, in pixels), shown as 1 - exp(-lightness |deviation|)."""
@@ -385,5 +385,5 @@ def mstp(dem: Image, *, local_scale: tuple[int, int, int] = (3, 21, 2),
               _scale(local_scale, "local_scale"))
     light = number(lightness, "lightness", "mstp", positive=True)
     margin = max(radii[-1] for radii in scales)
-    return _relief_op(_mstp, dem, "mstp", z_factor, margin, ("broad", "meso", "local"),
+    return _relief_op(_mstp, dem, "mstp", ve_factor, margin, ("broad", "meso", "local"),
                       scales=scales, lightness=light)
