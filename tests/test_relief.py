@@ -12,6 +12,8 @@ relative, plus 1e-6 absolute for values in [0, 1] (RVT's float32 hillshade loses
 where its two terms cancel). Then tiled equals whole, bit for bit, for every op.
 """
 
+from pathlib import Path
+
 import matplotlib
 import matplotlib.cm
 import numpy as np
@@ -36,6 +38,7 @@ import rvt.blend_func as rvt_blend  # noqa: E402
 CROP = (slice(300, 500), slice(400, 640))
 TILE = {"y": 64, "x": 48}
 FILES = {"lidar": "lidar_TM1_564_146.tif", "lidar_nan": "lidar_TM1_564_146_nodata.tif"}
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.fixture(params=FILES, scope="module")
@@ -417,3 +420,68 @@ def test_pipeline_files_take_lists_of_scales(tmp_path):
                                                                                "[1, 3]"))
     with pytest.raises(tw.PipelineFileError, match="local_scale: must be a list of 3 values"):
         spec.load(tmp_path / "p.yaml")
+
+
+# ---- the VAT pipeline files ------------------------------------------------------------------
+
+
+def rvt_vat(a, elevation, radius, noise, slope_max, openness_min, svf_min):
+    """RVT's VAT blender on array `a`, layer by layer as `BlenderCombination.render_all_images`
+    does, from `rvt.vis` and `rvt.blend_func`, every call given its own copies (RVT's overlay
+    writes into its background: see test_blend_...) and without `scale_0_to_1` (no layer
+    leaves [0, 1] here)."""
+    views = rvt.vis.sky_view_factor(a.copy(), 1, compute_svf=True, compute_opns=True,
+                                    svf_n_dir=16, svf_r_max=radius, svf_noise=noise)
+    slope = rvt.vis.slope_aspect(a.copy(), 1, 1, output_units="degree")["slope"]
+    shade = rvt.vis.hillshade(a.copy(), 1, 1, sun_azimuth=315, sun_elevation=elevation)
+    layers = [("sky-view factor", views["svf"], svf_min, 1, "multiply", 25),
+              ("openness - positive", views["opns"], openness_min, 93, "overlay", 50),
+              ("slope gradient", slope, 0, slope_max, "luminosity", 50),
+              ("hillshade", shade, 0, 1, "normal", 100)]
+    rendered = None
+    for name, image, low, high, mode, opacity in reversed(layers):
+        layer = rvt_blend.normalize_image(name, image.copy(), low, high, "value")
+        if rendered is None:
+            rendered = layer
+            continue
+        top = rvt_blend.blend_images(mode, layer.copy(), rendered.copy())
+        rendered = rvt_blend.apply_opacity(top, rendered.copy(), opacity)
+    return rendered
+
+
+def vat_of(example, tmp_path, a):
+    """The example pipeline file run on array `a` (written as a GeoTIFF in its place)."""
+    from tilewise import spec
+
+    with rasterio.open(tmp_path / "dem.tif", "w", driver="GTiff", width=a.shape[1],
+                       height=a.shape[0], count=1, dtype="float32", crs="EPSG:3794",
+                       transform=Affine(1, 0, 0, 0, -1, 0), nodata=np.nan) as ds:
+        ds.write(a, 1)
+    text = (EXAMPLES / example).read_text()
+    text = text.replace("../../shared/data/dem/lidar_TM1_564_146.tif", str(tmp_path / "dem.tif"))
+    (tmp_path / example).write_text(text)
+    loaded = spec.load(tmp_path / example)
+    return {o.name: image for o, image in zip(loaded.outputs, loaded.images, strict=True)}
+
+
+GENERAL = {"elevation": 35, "radius": 10, "noise": 0, "slope_max": 50, "openness_min": 68,
+           "svf_min": 0.7}
+FLAT = {"elevation": 15, "radius": 20, "noise": 3, "slope_max": 15, "openness_min": 85,
+        "svf_min": 0.9}
+
+
+@pytest.mark.parametrize("example,settings", [("vat_general.yaml", GENERAL),
+                                              ("vat_flat.yaml", FLAT)])
+def test_vat_pipeline_files_are_rvts_blender(dem, tmp_path, example, settings):
+    _, a = dem
+    images = vat_of(example, tmp_path, a)
+    assert_rvt_close(tiled(images["vat"]), rvt_vat(a, **settings), unit=True)
+    eight = tiled(images["vat_8bit"])
+    assert eight.shape == (4, *a.shape) and eight.dtype == np.uint8
+
+
+def test_vat_combined_is_general_at_half_opacity_over_flat(dem, tmp_path):
+    _, a = dem
+    combined = tiled(vat_of("vat_combined.yaml", tmp_path, a)["combined"])
+    expected = rvt_blend.apply_opacity(rvt_vat(a, **GENERAL), rvt_vat(a, **FLAT), 50)
+    assert_rvt_close(combined, expected, unit=True)
