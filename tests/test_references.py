@@ -231,9 +231,10 @@ def terrain_case(dem):
     return image, z, metres(data_path("dem", DEMS[dem][0]))
 
 
-def assert_float32_close(got, expected, ulps=4):
-    """Within a few float32 units of the float64 reference (the op rounds its float64 result
-    once; the reference's different but equivalent expressions differ in the last bits)."""
+def assert_float32_close(got, expected, ulps=6):
+    """Within a few float32 units of the float64 reference: the op rounds the slope's tangent
+    to float32 and takes its angle as RVT does, with NumPy's float32 arctangent (a unit or two)
+    and degrees (half a unit more)."""
     assert got.dtype == np.float32
     assert_same_nans(got, expected)
     ok = np.isfinite(expected)

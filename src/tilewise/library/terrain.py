@@ -104,7 +104,7 @@ def compile_kernels() -> None:
     times the pipeline's real memory per pixel."""
     z = np.zeros((3, 3))
     ones = np.ones(3)
-    kernels.gradient_kernel(z, ones, ones, kernels.SHADE, np.zeros(2), 0.5,
+    kernels.gradient_kernel(z.astype(np.float32), ones, ones, kernels.SHADE, np.zeros(2), 0.5,
                             np.empty((2, 3, 3), np.float32))
     out = np.empty((1, 1))
     cols = np.arange(3)
@@ -114,8 +114,10 @@ def compile_kernels() -> None:
 
 
 def _elevations(a: np.ndarray, nodata: float | None, ve_factor: float) -> np.ndarray:
-    """RVT's DEM: float32, nodata as NaN, times the exaggeration in float32; then float64."""
-    return (as_float(a, nodata, "float32") * np.float32(ve_factor)).astype(np.float64)
+    """RVT's DEM: float32, nodata as NaN, times the exaggeration in float32."""
+    z = as_float(a, nodata, "float32")
+    z *= np.float32(ve_factor)
+    return z
 
 
 def _region(tile) -> Box:
@@ -142,34 +144,39 @@ def _valid_split(ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---- op functions: run on each tile's window ----------------------------------------------
 
 
-def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, bands):
+def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, bands,
+              units=None):
     z = _elevations(a, nodata, ve_factor)
     res_y, res_x = sizes.rows(tile.window.start[0], tile.window.stop[0])
     out = np.empty((max(len(azimuths), 1), *z.shape), np.float32)
     kernels.gradient_kernel(z, res_y, res_x, kind, np.radians(azimuths),
                             math.radians(elevation), out)
+    if units is not None:  # the slope: as RVT, the float32 tangent's angle by NumPy in float32
+        tangent = out[0]
+        return {"percent": tangent * np.float32(100), "radian": np.arctan(tangent),
+                "degree": np.degrees(np.arctan(tangent))}[units]
     return out if bands else out[0]
 
 
 def _slrm(a, *, tile, nodata, ve_factor, radius):
     z = _elevations(a, nodata, ve_factor)
     ext, cols, origin = extended(z, tile, radius, "edge")
-    values, valid = _valid_split(ext)
+    values, valid = _valid_split(ext.astype(np.float64))
     mean = np.empty(_region(tile).shape)
     kernels.box_mean(values, valid, cols, *origin, radius, radius, mean)
-    centre = z[_region(tile).within(tile.window)].astype(np.float32)
+    centre = z[_region(tile).within(tile.window)]
     return _in_window(centre - mean.astype(np.float32), tile)
 
 
 def _msrm(a, *, tile, nodata, ve_factor, radii):
     z = _elevations(a, nodata, ve_factor)
     ext, cols, origin = extended(z, tile, radii[-1], "edge")
-    values, valid = _valid_split(ext)
+    values, valid = _valid_split(ext.astype(np.float64))
     total = np.zeros(_region(tile).shape)
     previous = None
     for r in radii:
         if r == 0:  # RVT's mean filter of radius 0 is the DEM itself
-            surface = z[_region(tile).within(tile.window)].astype(np.float32)
+            surface = z[_region(tile).within(tile.window)]
         else:
             mean = np.empty(_region(tile).shape)
             kernels.box_mean(values, valid, cols, *origin, radii[-1], r, mean)
@@ -184,7 +191,7 @@ def _mstp(a, *, tile, nodata, ve_factor, scales, lightness):
     z = _elevations(a, nodata, ve_factor)
     margin = max(radii[-1] for radii in scales)
     ext, cols, origin = extended(z, tile, margin, "symmetric")
-    values, valid = _valid_split(ext)
+    values, valid = _valid_split(ext.astype(np.float64))
     holes = np.isnan(z[_region(tile).within(tile.window)])
     bands = np.empty((3, *_region(tile).shape), np.float32)
     for band, radii in enumerate(scales):
@@ -240,7 +247,7 @@ def _choice(value: str, key: str, name: str, allowed: tuple[str, ...]) -> str:
 
 def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
                  azimuths: tuple[float, ...] = (), elevation: float = 0.0,
-                 bands: tuple[str, ...] | None = None) -> Image:
+                 bands: tuple[str, ...] | None = None, **params) -> Image:
     _check_dem(dem, name)
     z = _ve_factor(ve_factor, name)
     sizes = pixel_sizes(dem)
@@ -252,7 +259,7 @@ def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
         grid = {"axes": ("c", "y", "x"), "shape": {"c": len(bands)}}
     return Op(_gradient, margin=1, dtype="float32", meta=meta, name=name, **grid)(
         dem, nodata=nodata_of(dem), sizes=sizes, ve_factor=z, kind=kind, azimuths=azimuths,
-        elevation=elevation, bands=bands is not None)
+        elevation=elevation, bands=bands is not None, **params)
 
 
 def _relief_op(func, dem: Image, name: str, ve_factor: float, margin: int,
@@ -277,10 +284,8 @@ def slope(dem: Image, *, units: Literal["degree", "percent", "radian"] = "degree
           ve_factor: float = 1.0) -> Image:
     """Slope gradient (RVT `slope_aspect`'s slope): 0 for flat ground, in degrees, percent
     (100 x the rise per metre) or radians (RVT: output_units)."""
-    kind = {"degree": kernels.SLOPE_DEGREE, "percent": kernels.SLOPE_PERCENT,
-            "radian": kernels.SLOPE_RADIAN}
-    units = _choice(units, "units", "slope", tuple(kind))
-    return _gradient_op(dem, "slope", ve_factor, kind[units])
+    units = _choice(units, "units", "slope", ("degree", "percent", "radian"))
+    return _gradient_op(dem, "slope", ve_factor, kernels.TANGENT, units=units)
 
 
 @builtin(halo="1")

@@ -17,8 +17,8 @@ from numba import njit
 
 from .box_sums import box_sum
 
-#: What `gradient_kernel` writes: slope in three units, aspect in two, hillshades.
-SLOPE_DEGREE, SLOPE_PERCENT, SLOPE_RADIAN, ASPECT_DEGREE, ASPECT_RADIAN, SHADE = range(6)
+#: What `gradient_kernel` writes: the slope's tangent, aspect in two units, hillshades.
+TANGENT, ASPECT_DEGREE, ASPECT_RADIAN, SHADE = range(4)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -28,50 +28,57 @@ def _neighbour(z, i, j, centre):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _slope_aspect(z, i, j, res_y, res_x):
-    """RVT's slope (radians) and aspect (radians, atan2 of the downhill direction)."""
+def _gradients(z, i, j, res_y, res_x):
+    """RVT's dz/dx (rising towards west) and dz/dy (rising towards south) at pixel (i, j)."""
     h, w = z.shape
-    centre = z[i, j]
+    centre = np.float64(z[i, j])
     north = _neighbour(z, i - 1, j, centre) if i > 0 else centre
     south = _neighbour(z, i + 1, j, centre) if i < h - 1 else centre
     west = _neighbour(z, i, j - 1, centre) if j > 0 else centre
     east = _neighbour(z, i, j + 1, centre) if j < w - 1 else centre
-    dzdx = ((west - east) / 2) / res_x
-    dzdy = ((south - north) / 2) / res_y
-    slope = math.atan(math.sqrt(dzdx * dzdx + dzdy * dzdy))
-    # RVT replaces a zero north-south difference by 1e-8 (10e-9) before atan2.
-    return slope, math.atan2(dzdx, dzdy if dzdy != 0 else 10e-9)
+    return ((west - east) / 2) / res_x, ((south - north) / 2) / res_y
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def gradient_kernel(z, res_y, res_x, kind, azimuths, elevation, out):
-    """Per pixel of z (float64, NaN at nodata), with per-row pixel sizes res_y (positive
-    towards south for a north-up grid) and res_x: the `kind` of output into out[0], or for
-    SHADE one hillshade per azimuth (radians) lit from `elevation` (radians) into out[k]."""
+    """Per pixel of z (NaN at nodata), with per-row pixel sizes res_y (positive towards
+    south for a north-up grid) and res_x: the `kind` of output into out[0], or for SHADE one
+    hillshade per azimuth (radians) lit from `elevation` (radians) into out[k].
+
+    The slope's tangent is t = |gradient| (its angle is taken by the caller, as RVT takes it,
+    with NumPy's float32 arctangent), aspect atan2(dz/dx, dz/dy) with RVT's 1e-8 (10e-9) for
+    a zero dz/dy; a hillshade takes their sines and cosines from the gradient itself (no
+    trigonometry per pixel and direction): cos(slope) = 1 / sqrt(1 + t^2), sin(slope) =
+    t / sqrt(1 + t^2), and cos(aspect - azimuth) = (dz/dy cos(azimuth) + dz/dx sin(azimuth))
+    / |(dz/dx, dz/dy)|.
+    """
     h, w = z.shape
     zenith = math.pi / 2 - elevation
     cos_zenith, sin_zenith = math.cos(zenith), math.sin(zenith)
+    cos_sun, sin_sun = np.cos(azimuths), np.sin(azimuths)
     for i in range(h):
         for j in range(w):
             if math.isnan(z[i, j]):
                 for k in range(out.shape[0]):
                     out[k, i, j] = np.nan
                 continue
-            slope, aspect = _slope_aspect(z, i, j, res_y[i], res_x[i])
-            if kind == SLOPE_DEGREE:
-                out[0, i, j] = math.degrees(slope)
-            elif kind == SLOPE_PERCENT:
-                out[0, i, j] = math.tan(slope) * 100
-            elif kind == SLOPE_RADIAN:
-                out[0, i, j] = slope
+            dzdx, dzdy = _gradients(z, i, j, res_y[i], res_x[i])
+            tangent = math.sqrt(dzdx * dzdx + dzdy * dzdy)
+            if dzdy == 0:
+                dzdy = 10e-9
+            if kind == TANGENT:
+                out[0, i, j] = tangent
             elif kind == ASPECT_DEGREE:
-                out[0, i, j] = math.degrees(aspect)
+                out[0, i, j] = math.degrees(math.atan2(dzdx, dzdy))
             elif kind == ASPECT_RADIAN:
-                out[0, i, j] = aspect
+                out[0, i, j] = math.atan2(dzdx, dzdy)
             else:
-                flat, steep = cos_zenith * math.cos(slope), sin_zenith * math.sin(slope)
+                secant = math.sqrt(1 + tangent * tangent)
+                flat = cos_zenith / secant
+                steep = sin_zenith * tangent / secant / math.sqrt(dzdx * dzdx + dzdy * dzdy)
                 for k in range(azimuths.size):
-                    out[k, i, j] = max(flat + steep * math.cos(aspect - azimuths[k]), 0.0)
+                    facing = dzdy * cos_sun[k] + dzdx * sin_sun[k]
+                    out[k, i, j] = max(flat + steep * facing, 0.0)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
