@@ -54,26 +54,32 @@ def _starts_block(absolute, block):
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def _sums_down(x, first, r, col0, out):
-    """out[y, c] = x[y : y + 2r + 1, col0 + c].sum() (x's row 0 is absolute row `first`)."""
+    """out[y, c] = x[y : y + 2r + 1, col0 + c].sum() (x's row 0 is absolute row `first`):
+    the suffixes are stored, the prefixes summed on the fly as each output row completes."""
     rows, cols = out.shape
     n, block = rows + 2 * r, 2 * r
-    prefix = np.empty((n, min(cols, STRIP)))
     suffix = np.empty((n, min(cols, STRIP)))
+    prefix = np.empty(min(cols, STRIP))
     for c0 in range(0, cols, STRIP):
         width = min(STRIP, cols - c0)
-        for k in range(n):
-            fresh = k == 0 or _starts_block(first + k, block)
-            for c in range(width):
-                value = x[k, col0 + c0 + c]
-                prefix[k, c] = value if fresh else prefix[k - 1, c] + value
+        start = col0 + c0
         for k in range(n - 1, -1, -1):
-            fresh = k == n - 1 or _starts_block(first + k + 1, block)
-            for c in range(width):
-                value = x[k, col0 + c0 + c]
-                suffix[k, c] = value if fresh else value + suffix[k + 1, c]
-        for y in range(rows):
-            for c in range(width):
-                out[y, c0 + c] = suffix[y, c] + prefix[y + block, c]
+            if k == n - 1 or _starts_block(first + k + 1, block):
+                for c in range(width):
+                    suffix[k, c] = x[k, start + c]
+            else:
+                for c in range(width):
+                    suffix[k, c] = x[k, start + c] + suffix[k + 1, c]
+        for k in range(n):
+            if k == 0 or _starts_block(first + k, block):
+                for c in range(width):
+                    prefix[c] = x[k, start + c]
+            else:
+                for c in range(width):
+                    prefix[c] += x[k, start + c]
+            if k >= block:
+                for c in range(width):
+                    out[k - block, c0 + c] = suffix[k - block, c] + prefix[c]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -97,10 +103,12 @@ def _sums_across(x, cols, first, r, out):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def box_sum(x, cols, origin_y, origin_x, margin, r, out):
+def box_sum(x, cols, origin_y, origin_x, margin, r, out, scratch):
     """Sums over (2r + 1)^2 boxes into `out`, centred on rows x[margin:-margin] and columns
     cols[margin:-margin] of `x` (float64; see `extended`: its row 0 and cols[0] are at
-    absolute padded coordinates origin)."""
+    absolute padded coordinates origin). `scratch` holds the sums down the rows: at least
+    out's rows by x's columns, reused from call to call (a new one per call was measured
+    costing more in page faults than the sums)."""
     rows, n_out = out.shape
     used = cols[margin - r:margin + n_out + r]
     if r == 0:
@@ -109,6 +117,6 @@ def box_sum(x, cols, origin_y, origin_x, margin, r, out):
                 out[y, c] = x[margin + y, used[c]]
         return
     low, high = used.min(), used.max() + 1
-    down = np.empty((rows, high - low))
+    down = scratch[:rows, :high - low]
     _sums_down(x[margin - r:], origin_y + margin - r, r, low, down)
     _sums_across(down, used - low, origin_x + margin - r, r, out)

@@ -82,14 +82,13 @@ def gradient_kernel(z, res_y, res_x, kind, azimuths, elevation, out):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _counts(valid, cols, origin_y, origin_x, margin, r, shape):
-    """Valid pixels per box: box sums of `valid`, or the box's area if it is empty."""
-    count = np.empty(shape)
+def _counts(valid, cols, origin_y, origin_x, margin, r, count, scratch):
+    """Valid pixels per box into `count`: box sums of `valid`, or the box's area if it is
+    empty."""
     if valid.size == 0:
         count[:] = (2 * r + 1) ** 2
     else:
-        box_sum(valid, cols, origin_y, origin_x, margin, r, count)
-    return count
+        box_sum(valid, cols, origin_y, origin_x, margin, r, count, scratch)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -98,8 +97,10 @@ def box_mean(values, valid, cols, origin_y, origin_x, margin, r, out):
     and rounded to float32 as RVT rounds it; NaN where the centre is NaN. `values` has 0 at
     invalid pixels, `valid` is 1 or 0 (empty: all valid); `cols`, origin and margin as for
     `box_sums.box_sum`."""
-    box_sum(values, cols, origin_y, origin_x, margin, r, out)
-    count = _counts(valid, cols, origin_y, origin_x, margin, r, out.shape)
+    scratch = np.empty((out.shape[0], values.shape[1]))
+    box_sum(values, cols, origin_y, origin_x, margin, r, out, scratch)
+    count = np.empty(out.shape)
+    _counts(valid, cols, origin_y, origin_x, margin, r, count, scratch)
     for y in range(out.shape[0]):
         for c in range(out.shape[1]):
             centre_valid = valid.size == 0 or valid[margin + y, cols[margin + c]] > 0
@@ -114,11 +115,13 @@ def max_deviation(values, valid, cols, origin_y, origin_x, margin, radii, out):
     wins ties; a NaN deviation replaces the maximum, as RVT's `numpy.where` does)."""
     total = np.empty(out.shape)
     squares = np.empty(out.shape)
+    count = np.empty(out.shape)
+    scratch = np.empty((out.shape[0], values.shape[1]))
     square_values = values * values
     for n, r in enumerate(radii):
-        box_sum(values, cols, origin_y, origin_x, margin, r, total)
-        box_sum(square_values, cols, origin_y, origin_x, margin, r, squares)
-        count = _counts(valid, cols, origin_y, origin_x, margin, r, out.shape)
+        box_sum(values, cols, origin_y, origin_x, margin, r, total, scratch)
+        box_sum(square_values, cols, origin_y, origin_x, margin, r, squares, scratch)
+        _counts(valid, cols, origin_y, origin_x, margin, r, count, scratch)
         for y in range(out.shape[0]):
             for c in range(out.shape[1]):
                 mean = total[y, c] / count[y, c]
