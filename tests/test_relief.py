@@ -485,3 +485,28 @@ def test_vat_combined_is_general_at_half_opacity_over_flat(dem, tmp_path):
     combined = tiled(vat_of("vat_combined.yaml", tmp_path, a)["combined"])
     expected = rvt_blend.apply_opacity(rvt_vat(a, **GENERAL), rvt_vat(a, **FLAT), 50)
     assert_rvt_close(combined, expected, unit=True)
+
+
+def test_geographic_dems_take_each_rows_metres_exactly_under_tiling():
+    """Per-row pixel sizes on SRTM's degrees: every tile computes its rows' metres alike."""
+    dem = tw.open(data_path("dem", "srtm90.tif"))[1000:1150, 2000:2180]
+    for image in (ops.slope(dem), ops.multi_hillshade_rgb(dem)):
+        tile = {"y": 37, "x": 41} if image.ndim == 2 else {"c": 3, "y": 37, "x": 41}
+        np.testing.assert_array_equal(image.compute(tile=tile, executor="threads", workers=2),
+                                      whole(image), strict=True)
+
+
+def test_the_demo_pipeline_file_renders_vat_of_srtm(monkeypatch):
+    """examples/srtm_relief.yaml (scripts/demo): SRTM warped to UTM, VAT general, 8-bit RGBA;
+    a window of it computed (only what that window needs is read and warped)."""
+    from conftest import DATA
+
+    from tilewise import spec
+
+    data_path("dem", "srtm90.tif")
+    monkeypatch.setenv("TILEWISE_DATA", DATA)
+    loaded = spec.load(EXAMPLES / "srtm_relief.yaml")
+    vat = dict(zip([o.name for o in loaded.outputs], loaded.images, strict=True))["rendering"]
+    assert vat.dtype == np.uint8 and vat.shape[0] == 4
+    window = vat[:, 1200:1300, 1700:1800].compute()
+    assert (window[3] == 255).all() and len(np.unique(window[0])) > 50
