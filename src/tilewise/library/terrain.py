@@ -144,7 +144,7 @@ def _valid_split(ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---- op functions: run on each tile's window ----------------------------------------------
 
 
-def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, bands,
+def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, stacked,
               units=None):
     z = _elevations(a, nodata, ve_factor)
     res_y, res_x = sizes.rows(tile.window.start[0], tile.window.stop[0])
@@ -155,7 +155,7 @@ def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, b
         tangent = out[0]
         return {"percent": tangent * np.float32(100), "radian": np.arctan(tangent),
                 "degree": np.degrees(np.arctan(tangent))}[units]
-    return out if bands else out[0]
+    return out if stacked else out[0]
 
 
 def _slrm(a, *, tile, nodata, ve_factor, radius):
@@ -245,25 +245,10 @@ def _choice(value: str, key: str, name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
-                 azimuths: tuple[float, ...] = (), elevation: float = 0.0,
-                 bands: tuple[str, ...] | None = None, **params) -> Image:
-    _check_dem(dem, name)
-    z = _ve_factor(ve_factor, name)
-    sizes = pixel_sizes(dem)
-    compile_kernels()
-    meta = {"nodata": float("nan")}
-    grid = {}
-    if bands is not None:
-        meta["band_names"] = bands
-        grid = {"axes": ("c", "y", "x"), "shape": {"c": len(bands)}}
-    return Op(_gradient, margin=1, dtype="float32", meta=meta, name=name, **grid)(
-        dem, nodata=nodata_of(dem), sizes=sizes, ve_factor=z, kind=kind, azimuths=azimuths,
-        elevation=elevation, bands=bands is not None, **params)
-
-
-def _relief_op(func, dem: Image, name: str, ve_factor: float, margin: int,
-               bands: tuple[str, ...] | None = None, **params) -> Image:
+def _terrain_op(func, dem: Image, name: str, ve_factor: float, margin: int,
+                bands: tuple[str, ...] | None, **params) -> Image:
+    """The op: checked DEM and exaggeration, kernels compiled, float32 with NaN at nodata,
+    one band or the named ones."""
     _check_dem(dem, name)
     z = _ve_factor(ve_factor, name)
     compile_kernels()
@@ -274,6 +259,20 @@ def _relief_op(func, dem: Image, name: str, ve_factor: float, margin: int,
         grid = {"axes": ("c", "y", "x"), "shape": {"c": len(bands)}}
     return Op(func, margin=margin, dtype="float32", meta=meta, name=name, **grid)(
         dem, nodata=nodata_of(dem), ve_factor=z, **params)
+
+
+def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
+                 azimuths: tuple[float, ...] = (), elevation: float = 0.0,
+                 bands: tuple[str, ...] | None = None, **params) -> Image:
+    _check_dem(dem, name)
+    return _terrain_op(_gradient, dem, name, ve_factor, 1, bands, sizes=pixel_sizes(dem),
+                       kind=kind, azimuths=azimuths, elevation=elevation,
+                       stacked=bands is not None, **params)
+
+
+def _relief_op(func, dem: Image, name: str, ve_factor: float, margin: int,
+               bands: tuple[str, ...] | None = None, **params) -> Image:
+    return _terrain_op(func, dem, name, ve_factor, margin, bands, **params)
 
 
 # ---- the ops ---------------------------------------------------------------------------------
