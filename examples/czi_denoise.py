@@ -26,7 +26,7 @@ DATA = os.environ.get("TILEWISE_DATA", os.path.join(HERE, "..", "..", "shared", 
 def main(czi_path: str, out_path: str) -> None:
     # The output's options travel with the image's metadata, through every op, to the sink.
     czi = tw.open(czi_path, meta={"ome_zarr": {"version": "0.5", "levels": 2}})
-    normalised = ops.normalize(czi, percentiles=(1.0, 99.8))
+    normalised = ops.normalize_channels(czi, percentiles=(1.0, 99.8))
     denoised = ops.denoise_nl_means(normalised, h=0.08, patch_size=3, patch_distance=1)
     report = tw.save(denoised, out_path, progress=False)
     print(f"{czi.shape} {czi.dtype} -> {out_path}: {report.tiles} tiles of {report.tile}")

@@ -118,12 +118,12 @@ def test_anisotropic_gaussian_and_median_over_tczyx(case, executor):
 
 
 @pytest.mark.parametrize("tile", [None, {"c": 1, "y": 9}])
-def test_normalize_uses_each_channels_exact_percentiles(tile):
+def test_normalize_channels_uses_each_channels_exact_percentiles(tile):
     rng = np.random.default_rng(5)
     a = rng.gamma(2.0, 300.0, (3, 4, 40, 30)).astype("uint16")
     a[1] *= 3
     image = tw.map(lambda v: v, tw.open(a, axes="czyx"), meta={"nodata": 0})
-    got = ops.normalize(image, percentiles=(2, 99.5), clip=True).compute(tile=tile)
+    got = ops.normalize_channels(image, percentiles=(2, 99.5), clip=True).compute(tile=tile)
     for c in range(3):
         x = a[c].astype("float64")
         x[a[c] == 0] = np.nan
@@ -177,7 +177,8 @@ def test_over_with_an_integer_margin_spans_its_axes_and_sees_its_own_tile():
     (lambda img: ops.denoise_tv(img, weight=1.0, iterations=0),
      r"iterations of op 'denoise_tv' must be a positive integer, not 0"),
     (lambda img: ops.gaussian(img, sigma={"q": 1.0}), r"sigma of op 'gaussian' must name axes"),
-    (lambda img: ops.normalize(img, percentiles=(50, 5)), r"percentiles of op 'normalize'"),
+    (lambda img: ops.normalize_channels(img, percentiles=(50, 5)),
+     r"percentiles of op 'normalize_channels'"),
 ])
 def test_bad_parameters_are_named(call, message):
     with pytest.raises(tw.ParameterError, match=message):

@@ -164,7 +164,7 @@ def test_real_dem_by_dataset_name(tmp_path):
         """)
     done = tilewise("run", pipeline, "--quiet", env={"TILEWISE_DATA": DATA})
     assert done.returncode == 0, done.stderr
-    assert tw.open(tmp_path / "shade.tif").dtype == np.uint8
+    assert tw.open(tmp_path / "shade.tif").dtype == np.float32
 
 
 BAD = [

@@ -191,7 +191,10 @@ def choose(pipeline: Pipeline, *, unit: tuple[int, ...], budget: int, workers: i
         return Plan(TileGrid(shape, tile), per_pixel, need, workers, in_flight,
                     pipeline.grids)
 
-    size = tuple(min(n, u) for n, u in zip(shape, unit, strict=True))
+    # Channels are never split (as for a user's tile and the probe): an op that makes its
+    # bands from one computation (a multi-direction hillshade) would redo it for each band.
+    size = tuple(n if a in UNSPLIT else min(n, u)
+                 for n, u, a in zip(shape, unit, axes, strict=True))
     if cost(size) > budget:
         raise BudgetError(
             f"the smallest tile this output allows, {dict(zip(axes, size, strict=True))}, "

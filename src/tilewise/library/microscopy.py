@@ -16,7 +16,7 @@ its neighbourhood needs along those axes:
   know; here the number of iterations is fixed (`eps=0`).
 - `subtract_background`: the image minus its rolling-ball background (a ball of `radius`
   pixels rolled under the intensity landscape), whose halo is `ceil(radius)`; bit for bit.
-- `normalize`: `(x - low) / (high - low)` per channel, low and high the channel's exact
+- `normalize_channels`: `(x - low) / (high - low)` per channel, low and high the channel's exact
   percentiles over the whole image (`tilewise.percentile`), computed in a sweep first.
 
 3-D Gaussian and median filters are `gaussian` and `median` (`filters`), which filter every
@@ -117,7 +117,7 @@ def subtract_background(image: Image, *, radius: float, over: str | None = None)
     return _float_op(_background, image, name, axes, math.ceil(radius), radius=radius)
 
 
-def _normalize(a, *, clip, channel, nodata, tile: TileInfo, **limits):
+def _normalize_channels(a, *, clip, channel, nodata, tile: TileInfo, **limits):
     out = as_float(a, nodata, np.float64)
     first = 0 if channel is None else tile.window.start[channel]
     for i in range(1 if channel is None else a.shape[channel]):
@@ -129,7 +129,7 @@ def _normalize(a, *, clip, channel, nodata, tile: TileInfo, **limits):
 
 
 @builtin(halo="0 (the percentiles are exact, computed over the whole image first)")
-def normalize(image: Image, *, percentiles: tuple[float, float] = (1.0, 99.8),
+def normalize_channels(image: Image, *, percentiles: tuple[float, float] = (1.0, 99.8),
               clip: bool = False) -> Image:
     """Each channel mapped linearly from its [low, high] percentiles to [0, 1] (float32),
     the percentiles exact over the channel's whole image; clip=True clips to [0, 1]."""
@@ -137,8 +137,8 @@ def normalize(image: Image, *, percentiles: tuple[float, float] = (1.0, 99.8),
           and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in percentiles)
           and 0 <= percentiles[0] < percentiles[1] <= 100)
     if not ok:
-        raise ParameterError(f"percentiles of op 'normalize' must be two numbers 0 <= low < "
-                             f"high <= 100, not {percentiles!r}")
+        raise ParameterError(f"percentiles of op 'normalize_channels' must be two numbers "
+                             f"0 <= low < high <= 100, not {percentiles!r}")
     q = [float(p) for p in percentiles]
     if "c" in image.axes:
         channel = image.axes.index("c")
@@ -148,5 +148,5 @@ def normalize(image: Image, *, percentiles: tuple[float, float] = (1.0, 99.8),
         channel, limits = None, {"all": percentile(image, q)}
     nodata = nodata_of(image)
     meta = {"nodata": float("nan")} if nodata is not None else None
-    return Op(_normalize, dtype="float32", meta=meta, name="normalize")(
+    return Op(_normalize_channels, dtype="float32", meta=meta, name="normalize_channels")(
         image, clip=bool(clip), channel=channel, nodata=nodata, **limits)
