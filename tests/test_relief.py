@@ -510,3 +510,16 @@ def test_the_demo_pipeline_file_renders_vat_of_srtm(monkeypatch):
     assert vat.dtype == np.uint8 and vat.shape[0] == 4
     window = vat[:, 1200:1300, 1700:1800].compute()
     assert (window[3] == 255).all() and len(np.unique(window[0])) > 50
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32633", rasterio.crs.CRS.from_epsg(32633)])
+def test_the_crs_may_be_given_in_any_form(crs):
+    """A CRS as text (a pipeline file, xarray) is as good as rasterio's object."""
+    dem = np.random.default_rng(3).normal(size=(30, 40)).cumsum(axis=0)
+    img = tw.open(dem, axes="yx")
+    img = tw.map(np.asarray, img, meta={"crs": crs, "transform": Affine(2, 0, 0, 0, -2, 0)})
+    expected = tw.map(np.asarray, tw.open(dem, axes="yx"),
+                      meta={"crs": rasterio.crs.CRS.from_epsg(32633),
+                            "transform": Affine(2, 0, 0, 0, -2, 0)})
+    for op in (ops.slope, ops.sky_view_factor):
+        assert np.array_equal(op(img).compute(), op(expected).compute(), equal_nan=True)

@@ -27,7 +27,7 @@ from rasterio.crs import CRS
 from ..errors import ParameterError
 from ..graph import Image, TileInfo
 from ..ops import Op
-from .kernels import as_float, nodata_of, number
+from .kernels import as_float, check_dem, exaggeration, nodata_of, number
 from .registry import builtin
 from .terrain import pixel_size
 
@@ -35,8 +35,6 @@ from .terrain import pixel_size
 NOISE_PERCENT = (0.0, 10.0, 20.0, 40.0)
 #: RVT's levels of anisotropy, 1 (low) and 2 (high): polynomial degree and least weight.
 ANISOTROPY = {1: (4, 0.4), 2: (8, 0.1)}
-#: RVT's bound on the vertical exaggeration.
-MAX_EXAGGERATION = 10_000.0
 #: Most search directions accepted: RVT keys directions by their angle rounded to 0.1 degree.
 MAX_DIRECTIONS = 360
 #: Bytes of one band of directional values (see `bands`).
@@ -51,13 +49,6 @@ def compiled() -> ModuleType:
 
 
 # ---- parameters ---------------------------------------------------------------------------
-
-
-def check_dem(dem: Image, name: str) -> None:
-    if not isinstance(dem, Image):
-        raise ParameterError(f"op {name!r} needs a tilewise image, not {type(dem).__name__}")
-    if dem.axes != ("y", "x"):
-        raise ParameterError(f"op {name!r} needs a DEM with axes ('y', 'x'), not {dem.axes}")
 
 
 def metres_per_pixel(dem: Image, name: str) -> float:
@@ -83,14 +74,6 @@ def integer(value: Any, key: str, name: str, least: int, most: int | None = None
         span = f"from {least} to {most}" if most is not None else f"at least {least}"
         raise ParameterError(f"{key} of op {name!r} must be an integer {span}, not {value!r}")
     return int(value)
-
-
-def exaggeration(value: Any, name: str) -> float:
-    ve = number(value, "ve_factor", name)
-    if not -MAX_EXAGGERATION <= ve <= MAX_EXAGGERATION:
-        raise ParameterError(f"ve_factor of op {name!r} must be between -10000 and 10000 "
-                             f"(RVT's bound), not {value!r}")
-    return ve
 
 
 def kept(tile: TileInfo) -> tuple[slice, slice]:

@@ -31,16 +31,14 @@ from ..reductions import reduce
 from .horizon import (
     Search,
     bands,
-    check_dem,
     compiled,
-    exaggeration,
     integer,
     kept,
     metres_per_pixel,
     returned,
     search,
 )
-from .kernels import as_float, nodata_of, number
+from .kernels import as_float, check_dem, exaggeration, nodata_of, number
 from .registry import builtin
 
 #: RVT's pyramid: each level halves the one below; searches reach this many of its pixels.

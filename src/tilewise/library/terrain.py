@@ -30,11 +30,9 @@ from ..ops import Op
 from ..regions import Box
 from . import terrain_kernels as kernels
 from .box_sums import extended
-from .kernels import as_float, nodata_of, number
+from .kernels import as_float, check_dem, exaggeration, nodata_of, number
 from .registry import builtin
 
-#: RVT refuses vertical exaggerations beyond +-10000.
-Z_LIMIT = 10_000.0
 #: Azimuths (degrees) of the red, green and blue bands of RVT's RGB multi-direction hillshade.
 RGB_AZIMUTHS = (315.0, 22.5, 90.0)
 
@@ -73,8 +71,9 @@ def _grid(image: Image) -> tuple[float, float, float, pyproj.Geod | None]:
             f"the DEM's transform is rotated or sheared ({tuple(transform)[:6]}); terrain ops "
             "need rows along parallels: warp it first (tilewise.library.warp)")
     crs = image.meta.get("crs")
-    geod = pyproj.CRS.from_user_input(crs).get_geod() if crs is not None and \
-        crs.is_geographic else None
+    # Any form of CRS (rasterio's, pyproj's, "EPSG:4326", WKT) through pyproj.
+    crs = None if crs is None else pyproj.CRS.from_user_input(crs)
+    geod = crs.get_geod() if crs is not None and crs.is_geographic else None
     return transform.e, transform.a, transform.f, geod
 
 
@@ -208,21 +207,6 @@ def _mstp(a, *, tile, nodata, ve_factor, scales, lightness):
 # ---- parameter checks --------------------------------------------------------------------
 
 
-def _check_dem(dem: Image, name: str) -> None:
-    if not isinstance(dem, Image):
-        raise ParameterError(f"op {name!r} needs a tilewise image, not {type(dem).__name__}")
-    if dem.axes != ("y", "x"):
-        raise ParameterError(f"op {name!r} needs a DEM with axes ('y', 'x'), not {dem.axes}")
-
-
-def _ve_factor(value: float, name: str) -> float:
-    z = number(value, "ve_factor", name)
-    if not -Z_LIMIT <= z <= Z_LIMIT:
-        raise ParameterError(f"ve_factor of op {name!r} must be between -{Z_LIMIT:g} and "
-                             f"{Z_LIMIT:g} (RVT's limit), not {value!r}")
-    return z
-
-
 def _angle(value: float, key: str, name: str, high: float) -> float:
     angle = number(value, key, name)
     if not 0 <= angle <= high:
@@ -249,8 +233,8 @@ def _terrain_op(func, dem: Image, name: str, ve_factor: float, margin: int,
                 bands: tuple[str, ...] | None, **params) -> Image:
     """The op: checked DEM and exaggeration, kernels compiled, float32 with NaN at nodata,
     one band or the named ones."""
-    _check_dem(dem, name)
-    z = _ve_factor(ve_factor, name)
+    check_dem(dem, name)
+    z = exaggeration(ve_factor, name)
     compile_kernels()
     meta = {"nodata": float("nan")}
     grid = {}
@@ -264,7 +248,7 @@ def _terrain_op(func, dem: Image, name: str, ve_factor: float, margin: int,
 def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
                  azimuths: tuple[float, ...] = (), elevation: float = 0.0,
                  bands: tuple[str, ...] | None = None, **params) -> Image:
-    _check_dem(dem, name)
+    check_dem(dem, name)
     return _terrain_op(_gradient, dem, name, ve_factor, 1, bands, sizes=pixel_sizes(dem),
                        kind=kind, azimuths=azimuths, elevation=elevation,
                        stacked=bands is not None, **params)
@@ -354,7 +338,7 @@ def msrm(dem: Image, *, feature_min: float = 0.0, feature_max: float = 20.0,
          scaling_factor: int = 2, ve_factor: float = 1.0) -> Image:
     """Multi-scale relief model (RVT `msrm`): the mean difference of successive mean filters
     whose radii grow as a power (scaling_factor) from feature_min to feature_max (metres)."""
-    _check_dem(dem, "msrm")
+    check_dem(dem, "msrm")
     low = number(feature_min, "feature_min", "msrm")
     high = number(feature_max, "feature_max", "msrm")
     power = _whole(scaling_factor, "scaling_factor", "msrm")
