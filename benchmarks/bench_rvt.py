@@ -15,7 +15,8 @@ it with one thread (NumPy's element-wise loops are single-threaded) and saves a 
 tilewise streams the GeoTIFF through the op with 2 worker threads, memory 1 GiB, into Zarr.
 The table gives wall time and the peak RSS of the process tree, with ratios to RVT.
 
-Each op is one row of OPS: its name, how RVT computes it on an array with a pixel size, and
+Each op is one row of OPS (the horizon ops, then the 3 x 3 terrain ops and relief models): its
+name, how RVT computes it on an array with a pixel size, and
 how tilewise builds it from a DEM image.
 """
 
@@ -66,6 +67,24 @@ OPS = [
     ("sky_illumination",
      lambda a, res: _rvt().sky_illumination(a, res),
      lambda dem: _tw().sky_illumination(dem)),
+    ("slope",
+     lambda a, res: _rvt().slope_aspect(a, res, res, output_units="degree")["slope"],
+     lambda dem: _tw().slope(dem)),
+    ("hillshade",
+     lambda a, res: _rvt().hillshade(a, res, res),
+     lambda dem: _tw().hillshade(dem)),
+    ("multi_hillshade",
+     lambda a, res: _rvt().multi_hillshade(a, res, res),
+     lambda dem: _tw().multi_hillshade(dem)),
+    ("slrm",
+     lambda a, res: _rvt().slrm(a),
+     lambda dem: _tw().slrm(dem)),
+    ("msrm",
+     lambda a, res: _rvt().msrm(a, res, feature_min=0, feature_max=20, scaling_factor=2),
+     lambda dem: _tw().msrm(dem)),
+    ("mstp",
+     lambda a, res: _rvt().mstp(a),
+     lambda dem: _tw().mstp(dem)),
 ]
 
 
