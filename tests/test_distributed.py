@@ -37,7 +37,8 @@ def read(path):
         arr = zarr.open_array(path, mode="r")
         return arr[:], dict(arr.attrs)
     with rasterio.open(path) as ds:
-        return ds.read(), (ds.crs, ds.transform, ds.nodata, ds.dtypes)
+        # The nodata value by its text: NaN (a float hillshade's) never equals itself.
+        return ds.read(), (ds.crs, ds.transform, repr(ds.nodata), ds.dtypes)
 
 
 def pipeline():
