@@ -4,8 +4,6 @@ pyramid level equal to the whole array's block means (or first pixels), resumabl
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import warnings
 
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from conftest import data_path
+from conftest import data_path, launch_child, tiles_journaled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ome_zarr.format import FormatV04, FormatV05
@@ -319,19 +317,6 @@ if __name__ == "__main__":
 """
 
 
-def _launch(folder, path):
-    """The child, importing the tilewise under test (whatever PYTHONPATH says)."""
-    src = os.path.dirname(os.path.dirname(tw.__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "child.py", path], cwd=folder, env=env,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def _tiles_journaled(path):
-    try:
-        return sum(line.isdigit() for line in path.read_text().split("\n"))
-    except FileNotFoundError:
-        return 0
 
 
 def test_killed_run_resumes_to_the_same_levels(tmp_path):
@@ -339,14 +324,14 @@ def test_killed_run_resumes_to_the_same_levels(tmp_path):
     (tmp_path / "child.py").write_text(CHILD)
     log = tmp_path / "nuclei.ome.zarr.journal"
     for target in (20, 55):  # of 80 tiles
-        proc = _launch(tmp_path, nuclei)
-        while _tiles_journaled(log) < target and proc.poll() is None:
+        proc = launch_child(tmp_path, nuclei)
+        while tiles_journaled(log) < target and proc.poll() is None:
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not (tmp_path / "nuclei.ome.zarr").exists()
         assert (tmp_path / "nuclei.ome.zarr.partial").is_dir()
-    final = _launch(tmp_path, nuclei)
+    final = launch_child(tmp_path, nuclei)
     assert final.wait(300) == 0, final.stderr.read()
     assert '{"run": 3' in log.read_text()
     a = tifffile.imread(nuclei)[:40]
