@@ -113,15 +113,8 @@ class Pyramid:
                 lengths = np.minimum(2**k, n - np.arange(0, n, 2**k))
                 counts = counts * lengths.reshape([-1 if i == axis else 1
                                                    for i in range(part.ndim)])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = sums / counts
-        if part.dtype.kind in "iub":
-            mean = np.floor(mean + 0.5)
-        empty = counts == 0
-        if empty.any():
-            mean[np.broadcast_to(empty, mean.shape)] = (np.nan if self.nodata is None
-                                                        else self.nodata)
-        return mean.astype(part.dtype)
+        return block_mean(sums, counts, part.dtype, self.nodata)
+
 
     def _every(self, step: int, ndim: int) -> tuple[slice, ...]:
         return tuple(slice(None, None, step) if i in self.axes else slice(None)
@@ -130,3 +123,17 @@ class Pyramid:
     @staticmethod
     def _along(axis: int, cut: slice, ndim: int) -> tuple[slice, ...]:
         return tuple(cut if i == axis else slice(None) for i in range(ndim))
+
+
+def block_mean(sums: np.ndarray, counts: np.ndarray, dtype: np.dtype,
+               nodata: float | None) -> np.ndarray:
+    """Means of blocks from their sums and counts of valid values, in `dtype`: integers
+    rounded half up (as GDAL's averaging overviews), a block without values nodata (or NaN)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+    if dtype.kind in "iub":
+        mean = np.floor(mean + 0.5)
+    empty = counts == 0
+    if empty.any():
+        mean[np.broadcast_to(empty, mean.shape)] = np.nan if nodata is None else nodata
+    return mean.astype(dtype)
