@@ -115,7 +115,6 @@ class Pyramid:
                                                    for i in range(part.ndim)])
         return block_mean(sums, counts, part.dtype, self.nodata)
 
-
     def _every(self, step: int, ndim: int) -> tuple[slice, ...]:
         return tuple(slice(None, None, step) if i in self.axes else slice(None)
                      for i in range(ndim))
