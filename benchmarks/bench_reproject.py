@@ -3,9 +3,9 @@
     python benchmarks/bench_reproject.py [--size 16384] [--repeat 3]
 
 Input: a SIZE x SIZE float32 `.npy` file (synthetic terrain from `make_data.terrain`, written
-block by block), read memory-mapped by every case. Each case runs in its own child process;
-the table shows the median of `--repeat` interleaved runs and the largest peak RSS of the
-process tree (`measure.py`). Cases:
+block by block), memory-mapped by the peers and read by window by tilewise. Each case runs in
+its own child process; the table shows the median of `--repeat` interleaved runs and the
+largest peak RSS of the process tree (`measure.py`). Cases:
 - astronomy: a TAN WCS turned by 30 degrees, same pixel scale and shape, bilinear:
   `reproject.reproject_interp(..., parallel=2)` into a memory-mapped float32 output, against
   tilewise (threads and processes, 2 workers, memory 512 MiB) into Zarr;

@@ -14,8 +14,6 @@ import os
 import sys
 
 import numpy as np
-from astropy.io import fits
-from astropy.wcs import WCS
 from reproject import reproject_interp
 
 import tilewise as tw
@@ -27,9 +25,8 @@ DEFAULT = os.path.join(HERE, "..", "..", "shared", "data", "astronomy", "j8bt06n
 
 def main() -> None:
     path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT
-    with fits.open(path) as hdus:
-        data = hdus["SCI"].data.astype("float32")
-        wcs = WCS(hdus["SCI"].header)
+    image = tw.open(path, hdu="SCI")  # the WCS of the SCI extension is image.meta["wcs"]
+    wcs = image.meta["wcs"]
     # Same pixel scale, turned by 30 degrees about the reference point, on a grid large
     # enough to hold the turned image (1024 * (cos 30 + sin 30) = 1399 pixels).
     target = wcs.deepcopy()
@@ -39,14 +36,14 @@ def main() -> None:
     target.wcs.crpix = [700.5, 700.5]
     shape = (1400, 1400)
 
-    image = tw.map(np.asarray, tw.open(data), meta={"wcs": wcs})
     turned = ops.reproject(image, wcs=target, shape=shape, method="interp")
     out = os.path.join(HERE, "out", "hst_rotated.npy")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     result = turned.compute(tile=256, executor="threads", workers=2)
     np.save(out, result)
 
-    whole = reproject_interp((data, wcs), target, shape_out=shape, return_footprint=False)
+    whole = reproject_interp((image.compute(), wcs), target, shape_out=shape,
+                             return_footprint=False)
     assert np.array_equal(result, whole.astype("float32"), equal_nan=True)
     print(f"wrote {out}: {shape[0]} x {shape[1]} float32, equal to reproject_interp on the "
           f"whole array; {np.isnan(result).mean():.0%} of it outside the HST frame (NaN)")

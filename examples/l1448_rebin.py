@@ -3,18 +3,15 @@
     .venv/bin/python examples/l1448_rebin.py [CUBE.fits] [OUT.zarr]
 
 The cube defaults to $TILEWISE_DATA/astronomy/l1448_13co.fits (else ../shared/data beside the
-clone), the output to examples/out/l1448_rebin.zarr. Needs astropy (tilewise reads no FITS yet:
-astropy reads the array and its WCS, which tilewise then carries as the `wcs` metadata field).
+clone), the output to examples/out/l1448_rebin.zarr. tilewise reads the cube with astropy, its
+axes named from CTYPE (spectral `z`, latitude `y`, longitude `x`) and its WCS carried as the
+`wcs` metadata field.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-import numpy as np
-from astropy.io import fits
-from astropy.wcs import WCS
 
 import tilewise as tw
 from tilewise import library as ops
@@ -23,16 +20,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("TILEWISE_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
 
 
-def as_read(a: np.ndarray) -> np.ndarray:
-    """The identity: an op only to attach metadata to an in-memory array."""
-    return a
-
-
 def main(cube_path: str, out_path: str) -> None:
-    with fits.open(cube_path) as hdus:
-        cube, wcs = hdus[0].data, WCS(hdus[0].header)
-    image = tw.map(as_read, tw.open(cube, axes="zyx"), meta={"wcs": wcs})
-    small = ops.rebin(image, factors={"y": 5, "x": 5}, how="mean")
+    cube = tw.open(cube_path)
+    small = ops.rebin(cube, factors={"y": 5, "x": 5}, how="mean")
     tw.save(small, out_path, overwrite=True, progress=False)
     saved = tw.open(out_path)
     centre = saved.meta["wcs"].pixel_to_world(0, 0, 0)

@@ -30,3 +30,36 @@ def above_resident(extra: str) -> int:
     from tilewise.run import resident
 
     return resident.tree() + parse_bytes(extra)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A real LocalCluster of two single-threaded worker processes on loopback, started once
+    per test module that asks for it."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        yield client
+
+
+def launch_child(folder, *args):
+    """`child.py` in `folder` run in a new process that imports the tilewise under test
+    (whatever PYTHONPATH says), its stderr kept; for tests that kill a run and resume it."""
+    import subprocess
+    import sys
+
+    import tilewise
+
+    src = os.path.dirname(os.path.dirname(tilewise.__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "child.py", *map(str, args)], cwd=folder, env=env,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def tiles_journaled(path):
+    """How many tiles the journal at `path` records (0 before it exists)."""
+    try:
+        return sum(line.isdigit() for line in path.read_text().split("\n"))
+    except FileNotFoundError:
+        return 0

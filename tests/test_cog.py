@@ -1,16 +1,13 @@
 """Cloud Optimized GeoTIFFs: valid for GDAL's rules, overviews equal to a whole-array pyramid."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import warnings
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import data_path
+from conftest import data_path, launch_child, tiles_journaled
 from hypothesis import given
 from hypothesis import strategies as st
 from rio_cogeo.cogeo import cog_validate
@@ -211,19 +208,6 @@ if __name__ == "__main__":
 """
 
 
-def _launch(folder, dem):
-    """The child, importing the tilewise under test (whatever PYTHONPATH says)."""
-    src = os.path.dirname(os.path.dirname(tw.__file__))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "child.py", dem], cwd=folder, env=env,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def _tiles_journaled(path):
-    try:
-        return sum(line.isdigit() for line in path.read_text().split("\n"))
-    except FileNotFoundError:
-        return 0
 
 
 def test_killed_cog_run_resumes_to_the_same_pixels_and_overviews(tmp_path):
@@ -234,19 +218,19 @@ def test_killed_cog_run_resumes_to_the_same_pixels_and_overviews(tmp_path):
         folder.mkdir()
         (folder / "child.py").write_text(CHILD)
         runs[name] = folder
-    assert _launch(runs["reference"], dem).wait(300) == 0
+    assert launch_child(runs["reference"], dem).wait(300) == 0
     folder = runs["killed"]
     log = folder / "demf.cog.tif.journal"
     # Killed after some tiles, after more, then once every tile is journaled (while the COG
     # is being assembled), then run to the end.
     for target in (30, 90, 170):
-        proc = _launch(folder, dem)
-        while _tiles_journaled(log) < target and proc.poll() is None:
+        proc = launch_child(folder, dem)
+        while tiles_journaled(log) < target and proc.poll() is None:
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not (folder / "demf.cog.tif").exists() or target == 170
-    final = _launch(folder, dem)
+    final = launch_child(folder, dem)
     assert final.wait(300) == 0, final.stderr.read()
     assert log.read_text().count('{"run": ') == 4  # every launch started, three were killed
     for name in ("dem.cog.tif", "demf.cog.tif"):

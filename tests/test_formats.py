@@ -52,8 +52,8 @@ def test_unknown_format_option_and_name_are_refused(tmp_path):
                        match=r"format 'geotiff' takes no option 'overview' .*options: none"):
         open_source(path, overview=2)
     with pytest.raises(tw.UnsupportedFormatError,
-                       match=r"unknown format 'fits'; the known formats are geotiff, zarr, npy"):
-        open_source(path, format="fits")
+                       match=r"unknown format 'vtk'; the known formats are tiff, geotiff, zarr"):
+        open_source(path, format="vtk")
     with pytest.raises(tw.ParameterError, match="in-memory array takes no format"):
         open_source(np.ones(3), format="npy")
 
@@ -178,22 +178,27 @@ def test_a_broken_plugin_is_left_out_with_a_warning(plugin_dir, tmp_path):
 # Multi-page TIFFs
 
 
-def test_a_tiff_stack_is_refused_not_read_as_its_first_page():
+def test_a_tiff_stack_is_read_by_tifffile_not_as_its_first_page():
     path = data_path("microscopy", "nuclei.tif")
-    with pytest.raises(tw.UnsupportedFormatError,
-                       match=r"nuclei\.tif holds 60 pages \(a stack\); tilewise reads only "
-                             r"single-image TIFFs for now"):
-        tw.open(path)
-    with pytest.raises(tw.UnsupportedFormatError, match="holds 60 pages"):
-        open_source(path, format="gdal")  # GDAL's own view of it: 60 subdatasets
+    image = tw.open(path)
+    assert (image.shape, image.node.source.format) == ((60, 256, 256), "tiff")
+    for fmt in ("geotiff", "gdal"):  # GDAL's own view of it: 60 subdatasets
+        with pytest.raises(tw.UnsupportedFormatError,
+                           match=r"nuclei\.tif holds 60 pages \(a stack\), which GDAL reads "
+                                 r"one at a time; open it with format='tiff'"):
+            open_source(path, format=fmt)
 
 
-@pytest.mark.parametrize("flavour", [{"imagej": True}, {"ome": True}, {"metadata": None}])
-def test_imagej_and_ome_stacks_are_refused(tmp_path, flavour):
+@pytest.mark.parametrize("flavour", [{"imagej": True, "metadata": {"axes": "ZYX"}},
+                                     {"ome": True, "metadata": {"axes": "ZYX"}},
+                                     {"metadata": None}])
+def test_imagej_and_ome_stacks_are_read_whole(tmp_path, flavour):
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, np.zeros((5, 16, 16), "uint16"), **flavour)
-    with pytest.raises(tw.UnsupportedFormatError, match=r"stack\.tif holds 5 pages"):
-        tw.open(path)
+    data = np.arange(5 * 16 * 16, dtype="uint16").reshape(5, 16, 16)
+    tifffile.imwrite(path, data, **flavour)
+    image = tw.open(path)
+    assert image.node.source.format == "tiff" and image.axes == ("z", "y", "x")
+    np.testing.assert_array_equal(image.compute(tile=4), data)
 
 
 def test_geotiffs_with_overviews_and_bands_are_single_images(tmp_path):

@@ -7,6 +7,8 @@ import pytest
 import rasterio
 import zarr
 from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rasterio.crs import CRS
 
 import tilewise as tw
@@ -85,13 +87,44 @@ def test_zarr_roundtrip_keeps_metadata(geotiff, tmp_path):
     np.testing.assert_array_equal(back.compute(), data[:, 3:, :])
 
 
-def test_npy_source_is_memory_mapped(tmp_path):
+def test_npy_in_and_out(tmp_path):
     a = np.arange(60, dtype="float32").reshape(6, 10)
     np.save(tmp_path / "a.npy", a)
     img = tw.open(tmp_path / "a.npy")
     assert img.axes == ("y", "x")
     tw.save(tw.map(np.negative, img), tmp_path / "b.npy", tile=3)
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), -a)
+
+
+@settings(max_examples=40)
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), order=st.sampled_from("CF"),
+       data=st.data())
+def test_npy_windows_are_read_and_written_in_place(tmp_path_factory, shape, order, data):
+    """Windows are byte runs of the file (pread/pwrite): any box, either memory order."""
+    from tilewise.io.npy import NpySource
+    from tilewise.regions import Box
+
+    path = tmp_path_factory.mktemp("npy") / "a.npy"
+    a = np.asarray(np.arange(np.prod(shape), dtype="int32").reshape(shape), order=order)
+    np.save(path, a)
+    start = [data.draw(st.integers(0, n)) for n in shape]
+    stop = [data.draw(st.integers(s, n)) for s, n in zip(start, shape, strict=True)]
+    box = Box(tuple(start), tuple(stop))
+    assert np.array_equal(NpySource.open(str(path), None).read(box), a[box.slices])
+    out = tmp_path_factory.mktemp("out") / "b.npy"
+    tw.save(tw.open(a), out, tile=data.draw(st.integers(1, 4)))
+    assert np.array_equal(np.load(out), a)
+
+
+def test_reading_an_npy_file_does_not_map_it(tmp_path):
+    """Pages of a mapped input count in the run's resident memory: windows are read instead."""
+    a = np.ones((2048, 2048), "float32")
+    np.save(tmp_path / "a.npy", a)
+    assert np.array_equal(tw.open(tmp_path / "a.npy").compute(tile=256), a)
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("no /proc/self/maps on this system to list mapped files")
+    with open("/proc/self/maps") as maps:
+        assert str(tmp_path / "a.npy") not in maps.read()
 
 
 def test_nan_nodata_zarr_attributes_roundtrip(tmp_path):

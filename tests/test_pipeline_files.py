@@ -151,8 +151,8 @@ def test_ops_lists_every_builtin_with_parameters_and_halo():
     assert done.returncode == 0
     for name in ops.BUILTINS:
         assert f"\n{name}  (" in "\n" + done.stdout
-    assert "sigma: float, required" in done.stdout
-    assert "halo: int(truncate * sigma + 0.5)" in done.stdout
+    assert "sigma: float | dict[str, float], required" in done.stdout
+    assert "halo: int(truncate * sigma + 0.5), per axis" in done.stdout
 
 
 def test_real_dem_by_dataset_name(tmp_path):
@@ -164,7 +164,7 @@ def test_real_dem_by_dataset_name(tmp_path):
         """)
     done = tilewise("run", pipeline, "--quiet", env={"TILEWISE_DATA": DATA})
     assert done.returncode == 0, done.stderr
-    assert tw.open(tmp_path / "shade.tif").dtype == np.uint8
+    assert tw.open(tmp_path / "shade.tif").dtype == np.float32
 
 
 BAD = [

@@ -32,7 +32,9 @@ def snippets():
 WRITES = {
     "Built-in ops": ["dem8.tif", "relief.tif"],
     "Example": ["gx.zarr", "gy.tif"],
+    "OME-Zarr output and microscopy ops": ["cells.ome.zarr"],
     "Reductions and two-pass pipelines": ["stretched.tif"],
+    "On a dask cluster, in object stores, as dask and xarray arrays": ["relief.zarr"],
 }
 
 

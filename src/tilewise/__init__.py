@@ -6,8 +6,10 @@
     tw.save(smooth, "smooth.tif", memory="1GiB")
 """
 
+from . import interop  # noqa: F401  (installs Image.to_dask and Image.to_xarray)
 from .errors import (
     BudgetError,
+    ClusterLostError,
     GridMismatchError,
     InputError,
     MarginError,
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BudgetError",
+    "ClusterLostError",
     "GridMismatchError",
     "Image",
     "InputError",

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from dask.utils import format_bytes
 
@@ -18,12 +19,20 @@ from .errors import OutputError, RunFailure, TilewiseError
 from .executors import EXECUTORS
 from .run.results import Report
 
+if TYPE_CHECKING:
+    from .run.options import Options
+    from .spec import Spec
 
-def _size_on_disk(path: str) -> int:
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(root, f))
-                   for root, _, files in os.walk(path) for f in files)
-    return os.path.getsize(path)
+
+def _size_on_disk(paths: Sequence[str]) -> int:
+    total = 0
+    for path in paths:
+        if os.path.isdir(path):
+            total += sum(os.path.getsize(os.path.join(root, f))
+                         for root, _, files in os.walk(path) for f in files)
+        else:
+            total += os.path.getsize(path)
+    return total
 
 
 def _band_list(text: str) -> tuple[int, ...]:
@@ -54,13 +63,50 @@ def info(path: str) -> list[str]:
     ]
     if meta.get("band_names"):
         lines.append(f"bands      {', '.join(meta['band_names'])}")
-    lines.append(f"on disk    {format_bytes(_size_on_disk(path))}")
     source = image.node.source
+    lines.append(f"on disk    {format_bytes(_size_on_disk(source.paths))}")
+    lines.append(f"format     {_format(source)}")
     if isinstance(source, GDALSource):
         with rasterio.open(source.path) as ds:
             factors = ds.overviews(1)
         lines.append(f"overviews  {', '.join(f'1/{f}' for f in factors) or 'none'}")
+    if meta.get("physical"):
+        lines.append("physical   " + ", ".join(
+            f"{a} {p['size']:.6g} {p['unit'] or ''}".rstrip() for a, p in meta["physical"].items()))
+    if meta.get("wcs") is not None:
+        lines.append(f"wcs        {_wcs(meta['wcs'], image.axes)}")
     return lines
+
+
+def _format(source: object) -> str:
+    """The format of a source, and which of the images its file holds it reads."""
+    from .io.czi import CziSource
+    from .io.fits_image import FitsSource
+    from .io.stack import FileStack
+    from .io.tiff import TiffSource, layout
+
+    name = source.format  # type: ignore[attr-defined]
+    if isinstance(source, TiffSource):
+        series, levels = layout(source.path, source.series)
+        return f"{name} (series {source.series} of {series}, level {source.level} of {levels})"
+    if isinstance(source, CziSource):
+        return f"{name} (scene {'none' if source.scene is None else source.scene})"
+    if isinstance(source, FitsSource):
+        return f"{name} (HDU {source.hdu})"
+    if isinstance(source, FileStack):
+        return (f"{name} of {len(source.members)} {source.members[0].format} files along "
+                f"{source.axes[source.axis]}")
+    return name
+
+
+def _wcs(wcs: object, axes: Sequence[str]) -> str:
+    """Each image axis's CTYPE and unit, and the world coordinates of the first pixel."""
+    lin = wcs.wcs  # type: ignore[attr-defined]
+    names = [axes[-1 - i] if i < len(axes) else "-" for i in range(len(lin.ctype))]
+    kinds = ", ".join(f"{n} {t or 'linear'} ({u})" for n, t, u in
+                      zip(names, lin.ctype, lin.cunit, strict=True))
+    first = wcs.pixel_to_world_values(*([0] * len(lin.ctype)))  # type: ignore[attr-defined]
+    return f"{kinds}; pixel 0 at ({', '.join(f'{float(v):.8g}' for v in first)})"
 
 
 def ops() -> list[str]:
@@ -90,7 +136,7 @@ def _hint(hint: object) -> str:
 
 def _options(spec_options: dict, args: argparse.Namespace) -> dict:
     options = dict(spec_options)
-    for key in ("executor", "workers", "memory", "tile", "on_error"):
+    for key in ("executor", "workers", "memory", "tile", "on_error", "scheduler"):
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
     return options
@@ -132,22 +178,32 @@ def summary(report: Report, paths: Sequence[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from . import spec as pipeline_file
-    from .run import save
     from .run.options import Options
 
     spec = pipeline_file.load(args.pipeline)
-    options = _options(spec.options, args)
-    Options.of(**options)  # a bad option is refused before any folder is made
-    for path in spec.paths:
+    progress = False if args.quiet else (True if sys.stderr.isatty() else "log")
+    # A bad option is refused before any folder is made; the executor made here (a dask
+    # cluster connected to, or started) serves the run and is closed after it.
+    checked = Options.of(**_options(spec.options, args), progress=progress)
+    with checked.running():
+        return _run(spec, args, checked)
+
+
+def _run(spec: Spec, args: argparse.Namespace, checked: Options) -> int:
+    from .io.location import is_local
+    from .run import save
+
+    options = {"executor": checked.runner, "memory": checked.budget,
+               "tile": checked.tile, "on_error": checked.on_error}
+    for path in filter(is_local, spec.paths):
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         except OSError as exc:
             raise OutputError(f"the folder of output {path} cannot be made: "
                               f"{exc.strerror or exc}") from None
-    progress = False if args.quiet else (True if sys.stderr.isatty() else "log")
     try:
         report = save(list(spec.images), spec.paths, overwrite=args.overwrite,
-                      progress=progress, **options)
+                      progress=checked.progress, **options)
     except RunFailure as exc:
         print(f"tilewise: run failed: {exc} ({hint(exc)})", file=sys.stderr)
         return 1
@@ -188,6 +244,9 @@ def plan(args: argparse.Namespace) -> int:
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", help="the pipeline file (YAML)")
     parser.add_argument("--executor", choices=sorted(EXECUTORS), default=None)
+    parser.add_argument("--scheduler", default=None,
+                        help="a dask scheduler address (tcp://host:8786) for --executor dask; "
+                             "default: a LocalCluster started for the run")
     parser.add_argument("--workers", type=int, default=None, help="default: the CPU count")
     parser.add_argument("--memory", default=None,
                         help="memory budget such as 2GiB (default: half of what is free)")

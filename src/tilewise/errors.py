@@ -59,6 +59,11 @@ class WorkerLostError(RunFailure):
     """A worker of the executor died (killed, out of memory, a crash in a C extension)."""
 
 
+class ClusterLostError(RunFailure):
+    """The connection to a dask cluster's scheduler was lost (the scheduler died, or the
+    network or the job holding it went away); running the same command again resumes."""
+
+
 class OutputError(TilewiseError, OSError):
     """An output cannot be written where it was asked for."""
 

@@ -143,4 +143,5 @@ def _grid(fp: dict[str, Any]) -> str:
 
 def _output(fp: dict[str, Any]) -> str:
     out = fp.get("output", {})
-    return f"{out.get('format')} {out.get('dtype')} chunks {out.get('chunks')}"
+    settings = "".join(f" {k}={json.dumps(v)}" for k, v in out.get("settings", {}).items())
+    return f"{out.get('format')} {out.get('dtype')} chunks {out.get('chunks')}{settings}"

@@ -60,6 +60,17 @@ class TileInfo:
         return {a: (s == 0, e == n) for a, s, e, n in
                 zip(self.axes, self.window.start, self.window.stop, self.shape, strict=True)}
 
+    def on(self, positions: Sequence[int]) -> TileInfo:
+        """The same tile seen along the axes at `positions` only (an op run `over` them)."""
+        def cut(box: Box) -> Box:
+            return Box(tuple(box.start[p] for p in positions),
+                       tuple(box.stop[p] for p in positions))
+
+        return TileInfo(self.index, cut(self.region), cut(self.window),
+                        tuple(self.axes[p] for p in positions),
+                        tuple(self.shape[p] for p in positions), self.probe,
+                        None if self.output_window is None else cut(self.output_window))
+
 
 @dataclass(frozen=True, eq=False)
 class Node(ABC):
@@ -241,6 +252,8 @@ class OpNode(Node):
             out["footprint"] = fingerprints.jsonable(self.footprint)
         if self.cast != "check":
             out["cast"] = self.cast
+        if getattr(self.op, "over", None) is not None:
+            out["over"] = list(self.op.over)
         return out
 
     def evaluate(self, region: Box, arrays: Sequence[np.ndarray],
@@ -294,7 +307,7 @@ class OpNode(Node):
                                       returned)
         try:
             with np.errstate(all="ignore"):
-                result = self.op.func(*arrays, **kwargs)
+                result = self._apply(arrays, kwargs)
         except Exception as exc:
             raise TileError(f"{where} raised {type(exc).__name__}: {exc}") from exc
         if self.n_outputs == 1:
@@ -304,9 +317,39 @@ class OpNode(Node):
                             f"got {type(result).__name__}")
         return result
 
+    def _apply(self, arrays: Sequence[np.ndarray], kwargs: dict[str, Any]) -> Any:
+        """The function on the arrays; for an op run `over` some axes, once per index of
+        the others (which keep their grid), the results stacked back along them."""
+        over = getattr(self.op, "over", None)
+        if over is None:
+            return self.op.func(*arrays, **kwargs)
+        axes = self.inputs[0].axes
+        seen = [d for d, a in enumerate(axes) if a in over]
+        loop = [d for d in range(len(axes)) if d not in seen]
+        if "tile" in kwargs:
+            kwargs = {**kwargs, "tile": kwargs["tile"].on(seen)}
+        outs: list[np.ndarray] = []
+        for index in np.ndindex(*(arrays[0].shape[d] for d in loop)):
+            at = dict(zip(loop, index, strict=True))
+            key = tuple(at.get(d, slice(None)) for d in range(len(axes)))
+            result = self.op.func(*(a[key] for a in arrays), **kwargs)
+            parts = (result,) if self.n_outputs == 1 else tuple(result)
+            if not outs:
+                outs = [_stacked(np.asarray(p), arrays[0].shape, loop) for p in parts]
+            for out, part in zip(outs, parts, strict=True):
+                out[key] = part
+        return outs[0] if self.n_outputs == 1 else tuple(outs)
+
     @property
     def label(self) -> str:
         return self.name
+
+
+def _stacked(part: np.ndarray, shape: tuple[int, ...], loop: list[int]) -> np.ndarray:
+    """An array for results like `part`, one per index of the `loop` axes of `shape`."""
+    sizes = iter(part.shape)
+    return np.empty(tuple(shape[d] if d in loop else next(sizes) for d in range(len(shape))),
+                    part.dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -333,7 +376,8 @@ class SliceNode(Node):
 
     def meta(self, index: int) -> Mapping[str, Any]:
         src = self.inputs[0]
-        return metadata.sliced(src.meta, src.axes, self.starts, self.band_index)
+        gone = tuple(a for a, d in zip(src.axes, self.dropped, strict=True) if d)
+        return metadata.sliced(src.meta, src.axes, self.starts, self.band_index, gone)
 
     def maps(self, index: int) -> tuple[AxisMap, ...]:
         out, links = 0, []
@@ -402,10 +446,20 @@ class Image:
         return Image(SliceNode((self,), starts, shape, dropped, band))
 
     def compute(self, *, executor: Any = None, workers: int | None = None,
-                memory: int | str | None = None, tile: Any = None) -> np.ndarray:
+                memory: int | str | None = None, tile: Any = None,
+                scheduler: Any = None) -> np.ndarray:
         """The whole image as a NumPy array; refused when it would not fit the memory budget."""
         return DRIVER["compute"](self, executor=executor, workers=workers, memory=memory,
-                                 tile=tile)
+                                 tile=tile, scheduler=scheduler)
+
+    def to_dask(self, *, tile: Any = None, memory: int | str | None = None) -> Any:
+        """A dask array whose blocks are this image's tiles (see `tilewise.interop`)."""
+        return DRIVER["to_dask"](self, tile=tile, memory=memory)
+
+    def to_xarray(self, *, tile: Any = None, memory: int | str | None = None) -> Any:
+        """A lazy xarray DataArray of this image, with coordinates and georeference (see
+        `tilewise.interop`)."""
+        return DRIVER["to_xarray"](self, tile=tile, memory=memory)
 
 
 def _parse_key(key: Any, shape: tuple[int, ...], axes: tuple[str, ...]

@@ -12,6 +12,11 @@ crash leaves in the journal is on disk; a line torn by the crash is ignored. The
 flushed after every record (a killed process loses nothing) and fsynced at most once a second
 and at the end (a power cut loses at most a second of records, which are then redone).
 
+The journal of an output in an object store (`s3://bucket/out.zarr.journal`) lives in the
+store: objects cannot be appended to, so it is held in memory and written whole at most once a
+second and at the end (a killed run loses at most a second of records, which are then redone),
+each write conditional on the ETag of the last (`StoreJournal`).
+
 The fingerprint says what produced the output: every node that feeds it, as each node
 describes itself (`Node.fingerprint`: op names, user function identity and a hash of its code,
 margins, parameters, dtypes; `Source.fingerprint`: input paths with size, modification time and
@@ -26,7 +31,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +40,9 @@ import numpy as np
 from .errors import OutputError, OutputExistsError
 from .fingerprints import differences
 from .graph import Image
-from .io import Sink
+from .io import Sink, objectstore
 from .io.base import fsync
+from .io.location import is_local
 from .pipeline import Pipeline
 
 VERSION = 1
@@ -64,13 +70,19 @@ class Record:
         return int(self.done.sum())
 
 
-def header(path: str) -> dict[str, Any] | None:
-    """The first line of the journal at `path`, if it is whole, without reading the rest."""
-    try:
-        with open(path, "rb") as f:
-            line = f.readline()
-    except FileNotFoundError:
-        return None
+def header(path: str, storage: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The first line of the journal at `path`, if it is whole, without reading the rest
+    (`storage`: fsspec options, for a journal in an object store)."""
+    if is_local(path):
+        try:
+            with open(path, "rb") as f:
+                line = f.readline()
+        except FileNotFoundError:
+            return None
+    else:
+        found = objectstore.read(path, storage)
+        data = b"" if found is None else found[0]
+        line = data[:data.find(b"\n") + 1]  # nothing, if there is no whole line
     if not line.endswith(b"\n"):  # a crash left a torn header: nothing was recorded
         return None
     return _header(path, line)
@@ -97,17 +109,23 @@ def damaged(path: str, line: int, why: object) -> OutputError:
         "again")
 
 
-def read(path: str) -> Record | None:
+def read(path: str, storage: Mapping[str, Any] | None = None) -> Record | None:
     """The journal at `path`, or None if there is none (or a crash left only a torn header).
 
     A journal that is there but cannot be parsed is an `OutputError`: resuming from a guess
     could leave tiles unwritten in an output that looks complete.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return None
+    if is_local(path):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+    else:
+        found = objectstore.read(path, storage)
+        if found is None:
+            return None
+        data = found[0]
     # Only lines ended by a newline count: a crash may leave a torn last line, and a torn
     # record ("9" of "95") would otherwise read as another tile.
     lines = data.rpartition(b"\n")[0].split(b"\n")
@@ -192,6 +210,68 @@ class Journal:
         self.synced = time.monotonic()
 
 
+class StoreJournal:
+    """A journal in an object store, beside its output. Nothing can be appended there, so the
+    lines are kept here and the object is written whole, at most once a second and at the
+    end; each write is conditional on the ETag this run last wrote (or on there being no
+    journal, for a new one), so that of two runs writing one output, the second fails at its
+    first write instead of both going on."""
+
+    def __init__(self, path: str, storage: Mapping[str, Any] | None = None) -> None:
+        self.path, self.storage = path, storage
+        found = objectstore.read(path, storage)
+        data, self.etag = (b"", None) if found is None else found
+        text = data.decode("ascii", errors="replace")
+        self.lines = text.split("\n")[:-1]  # only lines ended by a newline count
+        self.synced = time.monotonic()
+        self.dirty = False
+
+    def start(self, fingerprint: dict[str, Any], tile: tuple[int, ...], tiles: int,
+              fresh: bool, runs: int) -> None:
+        if fresh:
+            self.lines = [json.dumps({"tilewise": VERSION, "fingerprint": fingerprint,
+                                      "tile": list(tile), "tiles": tiles})]
+        self.lines.append(json.dumps({"run": runs + 1, "started": time.time()}))
+        self._put()
+
+    def record(self, flat: int) -> None:
+        self.lines.append(str(flat))
+        self.dirty = True
+        if time.monotonic() - self.synced >= SYNC_EVERY:
+            self._put()
+
+    def complete(self) -> None:
+        self.lines.append(json.dumps({"complete": True}))
+        self._put()
+
+    def close(self) -> None:
+        """Write what is not written yet; a failure here only loses records, to be redone."""
+        if self.dirty:
+            with contextlib.suppress(OSError, OutputError):
+                self._put()
+
+    def _put(self) -> None:
+        data = ("\n".join(self.lines) + "\n").encode("ascii")
+        try:
+            self.etag = objectstore.write(self.path, data, self.storage, replacing=self.etag)
+        except OSError as exc:
+            raise OutputError(
+                f"output {self.path.removesuffix('.journal')} is being written by another "
+                f"tilewise run (its journal {self.path} changed since this run last wrote it: "
+                f"{exc}); wait for it or stop it") from None
+        self.synced = time.monotonic()
+        self.dirty = False
+
+
+def held(sink: Sink) -> Journal | StoreJournal:
+    """The journal of `sink`'s output, held by this run: a locked file beside a local output,
+    an object beside one in an object store."""
+    path = path_of(sink.path)
+    if is_local(path):
+        return Journal(path)
+    return StoreJournal(path, getattr(sink, "storage_options", None))
+
+
 def fingerprints(pipeline: Pipeline, sinks: Sequence[Sink], tile: tuple[int, ...]
                  ) -> list[dict[str, Any]]:
     """The fingerprint of each output of `pipeline`; a node (an input file) is checked once."""
@@ -215,7 +295,8 @@ def fingerprint(output: Image, sink: Sink, shape: list[int], tile: tuple[int, ..
         "grid": {"shape": shape, "tile": list(tile)},
         "output": {"format": type(sink).__name__, "dtype": str(sink.dtype),
                    "axes": list(sink.axes), "chunks": list(sink.chunks),
-                   "shape": list(sink.shape)},
+                   "shape": list(sink.shape),
+                   **({"settings": sink.settings} if sink.settings else {})},
     }
 
 
@@ -239,7 +320,7 @@ def state(sink: Sink, fp: dict[str, Any], tiles: int, overwrite: bool) -> State:
     nothing = np.zeros(tiles, bool)
     if overwrite:  # replace, recomputing everything: resuming is what a plain re-run does
         return State("fresh", nothing)
-    record = read(path_of(sink.path))
+    record = read(path_of(sink.path), getattr(sink, "storage_options", None))
     if record is None:
         return State("fresh", nothing)
     if record.fingerprint != fp or record.tiles != tiles:
@@ -247,7 +328,7 @@ def state(sink: Sink, fp: dict[str, Any], tiles: int, overwrite: bool) -> State:
             f"output {sink.path} was begun by a different pipeline: "
             f"{'; '.join(differences(record.fingerprint, fp))}; pass overwrite=True "
             "(tilewise run --overwrite) to start it again")
-    staged, final = os.path.lexists(sink.staging), os.path.lexists(sink.path)
+    staged, final = sink.exists()
     everything = record.count == tiles
     if everything and final and not staged:
         return State("done", record.done, record.runs, record.complete)

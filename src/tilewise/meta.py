@@ -26,6 +26,10 @@ def _same(value: Any, _: Mapping[str, Any]) -> Any:
     return value
 
 
+def _kept(value: Any, dropped: tuple[str, ...], axes: tuple[str, ...]) -> Any:
+    return value
+
+
 @dataclass(frozen=True)
 class Field:
     """How one grid-bound metadata entry (never None when these are called) follows the grid.
@@ -33,8 +37,10 @@ class Field:
     `shift(value, offsets)`: the value for a window starting at `offsets` (pixels per axis name).
     `scale(value, factors)`: the value for pixels `factors` times as large per axis name (output
     pixel o covers input pixels [o*f, (o+1)*f)), the origin kept.
-    `to_json` / `from_json`: a JSON-safe form and back. `same(a, b)`: whether both are one
-    grid. Every axis of the image is in `offsets` and `factors`.
+    `drop(value, dropped, axes)`: the value once the image's axes `dropped` (of `axes`, read
+    at one index, already `shift`ed there) are gone. `to_json` / `from_json`: a JSON-safe form
+    and back. `same(a, b)`: whether both are one grid. Every axis of the image is in `offsets`
+    and `factors`.
     """
 
     key: str
@@ -45,6 +51,7 @@ class Field:
     #: Whether two values describe the same grid (`==` by default; a WCS compares its
     #: parameters, not its identity).
     same: Callable[[Any, Any], bool] = operator.eq
+    drop: Callable[[Any, tuple[str, ...], tuple[str, ...]], Any] = _kept
 
 
 FIELDS: dict[str, Field] = {}
@@ -89,7 +96,8 @@ def _crs_from_json(value: Any) -> Any:
 
 register(Field("crs", _crs_to_json, _crs_from_json))
 register(Field("transform", lambda t: list(t)[:6], _transform_from_json,
-               _transform_shift, _transform_scale))
+               _transform_shift, _transform_scale,
+               drop=lambda t, dropped, axes: None if {"y", "x"} & set(dropped) else t))
 
 
 def _wcs_axes(wcs: Any, names: Mapping[str, Any]) -> list[str | None]:
@@ -136,6 +144,21 @@ def _wcs_scale(wcs: Any, factors: Mapping[str, Fraction]) -> Any:
     return out
 
 
+def _wcs_drop(wcs: Any, dropped: tuple[str, ...], axes: tuple[str, ...]) -> Any:
+    """The WCS without the pixel axes of `dropped` (astropy's `dropaxis`; the window was
+    shifted to the kept index first, so the remaining axes keep their world coordinates).
+    None when what is left is no FITS WCS: one of a pair of celestial axes alone."""
+    from astropy.wcs import InconsistentAxisTypesError
+
+    gone = [i for i, a in enumerate(_wcs_axes(wcs, dict.fromkeys(axes))) if a in dropped]
+    try:
+        for i in reversed(gone):
+            wcs = wcs.dropaxis(i)
+    except InconsistentAxisTypesError:
+        return None
+    return wcs
+
+
 def _wcs_from_json(value: str) -> Any:
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -145,7 +168,8 @@ def _wcs_from_json(value: str) -> Any:
 
 register(Field("wcs", lambda w: w.to_header_string(relax=True), _wcs_from_json,
                _wcs_shift, _wcs_scale,
-               lambda a, b: a.to_header_string(relax=True) == b.to_header_string(relax=True)))
+               lambda a, b: a.to_header_string(relax=True) == b.to_header_string(relax=True),
+               _wcs_drop))
 
 
 def _physical_shift(axes: Mapping[str, Any], offsets: Mapping[str, int]) -> dict[str, Any]:
@@ -169,7 +193,8 @@ def _physical_scale(axes: Mapping[str, Any], factors: Mapping[str, Fraction]) ->
 #: names, e.g. "micrometer", "second"). Axes without a known spacing are absent.
 register(Field("physical", lambda v: {a: dict(p) for a, p in v.items()},
                lambda v: {a: dict(p) for a, p in v.items()},
-               _physical_shift, _physical_scale))
+               _physical_shift, _physical_scale,
+               drop=lambda v, dropped, axes: {a: p for a, p in v.items() if a not in dropped}))
 
 
 def known_keys() -> tuple[str, ...]:
@@ -178,11 +203,15 @@ def known_keys() -> tuple[str, ...]:
 
 
 def sliced(meta: Mapping[str, Any], axes: tuple[str, ...], starts: tuple[int, ...],
-           band_index: int | slice | None) -> dict[str, Any]:
-    """Metadata of a window starting at `starts`: the transform shifted, band names cut."""
+           band_index: int | slice | None, dropped: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Metadata of a window starting at `starts` with the axes `dropped` (integer-indexed)
+    removed: the transform shifted, a WCS losing those axes, band names cut."""
     offsets = dict(zip(axes, starts, strict=True))
     out = {key: FIELDS[key].shift(value, offsets) if key in FIELDS and value is not None
            else value for key, value in meta.items()}
+    if dropped:
+        out = {key: FIELDS[key].drop(value, dropped, axes) if key in FIELDS and value is not None
+               else value for key, value in out.items()}
     names = meta.get("band_names")
     if names is not None and band_index is not None:
         picked = names[band_index]

@@ -14,6 +14,12 @@ tile's. `axes=` renames, drops (the input axis is read whole) or adds (give its 
 `shape=`) axes; `footprint=` replaces the per-axis rule by a function of the output region, for
 ops such as reprojection, whose function then returns exactly the region. The output's
 georeference is rescaled by the factor.
+
+`over="zyx"` runs the function on blocks of those axes only: on a `tczyx` image it is called
+once per t and c of the tile's window, on 3-D arrays, and its results are stacked back. An
+integer margin or factor then applies to those axes; the others keep their grid (no margin, no
+factor, no renaming), so that a function written for one volume runs over every time point and
+channel without knowing of them.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ FactorSpec = Factor | Mapping[str, Factor] | Callable[..., Factor | Mapping[str,
 ShapeSpec = (Sequence[int] | Mapping[str, int]
              | Callable[..., Sequence[int] | Mapping[str, int]] | None)
 AxesSpec = str | Sequence[str] | Mapping[str, str | None] | None
+OverSpec = str | Sequence[str] | None
 #: What an op does with values its integer output dtype cannot hold (see `OpNode._cast`).
 CASTS = ("check", "clip", "unsafe")
 
@@ -54,7 +61,7 @@ class Op:
                  name: str | None = None, factor: FactorSpec = None, shape: ShapeSpec = None,
                  axes: AxesSpec = None, blocks: Sequence[int] | Mapping[str, int] | None = None,
                  footprint: Callable[[Box], Box | Sequence[Box]] | None = None,
-                 cast: str = "check") -> None:
+                 cast: str = "check", over: OverSpec = None) -> None:
         if not callable(func):
             raise ParameterError(f"op function {func!r} is not callable")
         if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
@@ -75,6 +82,8 @@ class Op:
         self.blocks = blocks
         self.footprint = footprint
         self.cast = cast
+        #: The axes the function sees (None: all); it is called once per index of the others.
+        self.over = None if over is None else tuple(over)
         self.name = name or getattr(func, "__name__", type(func).__name__)
         functools.update_wrapper(self, func)
         self.wants_tile = _takes(func, "tile")
@@ -100,11 +109,14 @@ class Op:
         _check_grids(inputs, self.name)
         first = inputs[0]
         margin = self.margin(**params) if callable(self.margin) else self.margin
+        seen = _over(self.over, first.axes, self.name)
         margins = per_axis(margin, first.axes, name=f"margin of op {self.name!r}",
-                           default_axes=filtered(first.axes))
+                           default_axes=seen)
         _check_params(self.func, self.name, len(inputs), params, self.wants_tile)
-        factors = _factors(self.factor, params, first.axes, self.name)
+        factors = _factors(self.factor, params, first.axes, self.name, seen)
         out_axes, follows = _out_axes(self.axes, first.axes, self.name)
+        if self.over is not None:
+            _check_over(first.axes, seen, margins, factors, out_axes, self.name)
         links = tuple(AxisMap(None) if follows.get(d) is None else
                       AxisMap(follows[d], *factors[d], margin=margins[d])
                       for d in range(len(first.axes)))
@@ -125,10 +137,11 @@ def op(func: Callable[..., Any] | None = None, *, margin: Margin = 0, dtype: Any
        name: str | None = None, **grid: Any) -> Any:
     """Decorator: `@op(margin=4)` makes `func(array, **params)` a lazy op on images.
 
-    `margin` is an int (every spatial axis), a per-axis dict, or a function of the op's
-    parameters returning either. `dtype` and `meta` may be lists, one per output. `factor`,
-    `shape`, `axes`, `blocks` and `footprint` declare an output grid other than the input's
-    (see the module docstring). Values outside an integer `dtype` are refused with a
+    `margin` is an int (every spatial axis, or every axis of `over`), a per-axis dict, or a
+    function of the op's parameters returning either. `dtype` and `meta` may be lists, one per
+    output. `factor`, `shape`, `axes`, `blocks` and `footprint` declare an output grid other
+    than the input's; `over="zyx"` calls the function on blocks of those axes, once per index
+    of the others (see the module docstring). Values outside an integer `dtype` are refused with a
     `TileError`, unless `cast="clip"` (clip them) or `cast="unsafe"` (wrap, as NumPy does).
     """
     def wrap(f: Callable[..., Any]) -> Op:
@@ -142,17 +155,18 @@ def map(func: Callable[..., Any], *images: Any, margin: Margin = 0, dtype: Any =
         name: str | None = None, factor: FactorSpec = None, shape: ShapeSpec = None,
         axes: AxesSpec = None, blocks: Sequence[int] | Mapping[str, int] | None = None,
         footprint: Callable[[Box], Box | Sequence[Box]] | None = None, cast: str = "check",
-        **params: Any) -> Image | tuple[Image, ...]:
+        over: OverSpec = None, **params: Any) -> Image | tuple[Image, ...]:
     """Apply `func` tile by tile to `images`; the functional form of `op`."""
     return Op(func, margin=margin, dtype=dtype, outputs=outputs, meta=meta, name=name,
               factor=factor, shape=shape, axes=axes, blocks=blocks, footprint=footprint,
-              cast=cast)(*images, **params)
+              cast=cast, over=over)(*images, **params)
 
 
 def open(path: Any, *, axes: str | Sequence[str] | None = None, format: str | None = None,
          meta: Mapping[str, Any] | None = None, **options: Any) -> Image:
     """A lazy image of a file (GeoTIFF or any GDAL raster, Zarr, `.npy`, or a format a
-    plug-in adds) or of an in-memory NumPy array.
+    plug-in adds), possibly in an object store (`s3://bucket/dem.tif`), or of an in-memory
+    NumPy array, dask array or xarray DataArray (see `io.open_source`).
 
     The format is `format=` if given, else found from the URL scheme, the file's content and
     its suffix (see `io.registry`); `options` go to the format's opener. `meta` adds to or
@@ -267,8 +281,8 @@ def _fraction(value: Any, what: str) -> tuple[int, int]:
     return f.numerator, f.denominator
 
 
-def _factors(spec: FactorSpec, params: Mapping[str, Any], axes: Axes, name: str
-             ) -> list[tuple[int, int]]:
+def _factors(spec: FactorSpec, params: Mapping[str, Any], axes: Axes, name: str,
+             spatial: Sequence[str]) -> list[tuple[int, int]]:
     value = spec(**params) if callable(spec) else spec
     if value is None:
         return [(1, 1)] * len(axes)
@@ -279,8 +293,32 @@ def _factors(spec: FactorSpec, params: Mapping[str, Any], axes: Axes, name: str
             raise ParameterError(f"{what} names axis {unknown[0]!r}, not one of {axes}")
         return [_fraction(value[a], f"{what}[{a!r}]") if a in value else (1, 1) for a in axes]
     one = _fraction(value, what)
-    spatial = filtered(axes)
     return [one if a in spatial else (1, 1) for a in axes]
+
+
+def _over(spec: tuple[str, ...] | None, axes: Axes, name: str) -> list[str]:
+    """The axes an op's function sees (and an integer margin or factor spans): `over`, else
+    the spatial axes (else all but channels)."""
+    if spec is None:
+        return filtered(axes)
+    unknown = [a for a in spec if a not in axes]
+    if unknown or not spec or len(set(spec)) != len(spec):
+        raise ParameterError(f"over={''.join(spec)!r} of op {name!r} must name distinct axes of "
+                             f"its input {axes}")
+    return list(spec)
+
+
+def _check_over(axes: Axes, seen: Sequence[str], margins: Sequence[int],
+                factors: Sequence[tuple[int, int]], out_axes: Axes, name: str) -> None:
+    """The axes an `over` op loops along keep their grid: no margin, no factor, no renaming."""
+    if out_axes != axes:
+        raise ParameterError(f"op {name!r} with over= keeps its input axes {axes}; it cannot "
+                             f"also change them to {out_axes}")
+    for a, m, f in zip(axes, margins, factors, strict=True):
+        if a not in seen and (m or f != (1, 1)):
+            what = f"a margin of {m}" if m else f"a factor of {Fraction(*f)}"
+            raise ParameterError(f"op {name!r} runs over {''.join(seen)!r} once per {a!r}, "
+                                 f"so it cannot have {what} along {a!r}")
 
 
 def _out_axes(spec: AxesSpec, axes: Axes, name: str) -> tuple[Axes, dict[int, int | None]]:

@@ -37,6 +37,8 @@ from .speed import Speed, central_box
 
 #: Pixels of the probe tile (per splittable spatial extent: 256 x 256, 40 x 40 x 40).
 PROBE_PIXELS = 256 * 256
+#: Pixels of the untraced warm-up tile run before the probe (8 x 8 in 2-D).
+WARM_UP_PIXELS = 8 * 8
 #: Measured peaks are scaled by this, for allocations `tracemalloc` cannot see (codecs, SciPy's
 #: line buffers).
 SAFETY = 1.25
@@ -128,11 +130,16 @@ def probe(pipeline: Pipeline,
 
     The sources are read before tracing starts and left out: a small probe window would
     otherwise be charged for whole storage blocks it decodes, and a tile's windows are
-    counted exactly by `tile_cost`.
+    counted exactly by `tile_cost`. The pipeline first runs untraced on a tiny tile, so that
+    what happens once per process (an op's first import of its library, a JIT compilation)
+    is not charged per pixel: a first call importing `reproject` allocates 90 MB, several
+    times a tile's working memory.
     """
+    warm = central_box(pipeline.shape, pipeline.axes, WARM_UP_PIXELS)
+    pipeline.compute(warm, None, _reads(pipeline, pipeline.regions(warm)))
     box = central_box(pipeline.shape, pipeline.axes, PROBE_PIXELS)
     regions = pipeline.regions(box)
-    reads = {id(n): n.read(regions[id(n)]) for n in pipeline.sources}
+    reads = _reads(pipeline, regions)
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()
@@ -155,6 +162,10 @@ def probe(pipeline: Pipeline,
             tracemalloc.stop()
     return Probe(SAFETY * max(chain, 1) / max(r.size for r in regions.values()),
                  SAFETY * kernels / max(box.size, 1), seconds / max(box.size, 1))
+
+
+def _reads(pipeline: Pipeline, regions: Mapping[int, Box]) -> dict[int, np.ndarray]:
+    return {id(n): n.read(regions[id(n)]) for n in pipeline.sources}
 
 
 def tile_cost(pipeline: Pipeline, box: Box, probe: Probe, block: int | None,
@@ -238,7 +249,7 @@ def choose(pipeline: Pipeline, *, probe: Probe, unit: tuple[int, ...], budget: i
             raise too_small(budget, fixed, cost(tile), workers, tile_named(axes, tile),
                             tile_from)
         return plan(tile)
-    size = smallest(shape, unit)
+    size = smallest(shape, unit, axes)
     if cost(size) > left:
         raise too_small(budget, fixed, cost(size), workers, tile_named(axes, size))
     growable = [i for i, a in enumerate(axes) if a not in UNSPLIT]
@@ -263,9 +274,13 @@ def choose(pipeline: Pipeline, *, probe: Probe, unit: tuple[int, ...], budget: i
     return plan(size)
 
 
-def smallest(shape: tuple[int, ...], unit: tuple[int, ...]) -> tuple[int, ...]:
-    """The smallest tile the alignment allows."""
-    return tuple(min(n, u) for n, u in zip(shape, unit, strict=True))
+def smallest(shape: tuple[int, ...], unit: tuple[int, ...], axes: tuple[str, ...]
+             ) -> tuple[int, ...]:
+    """The smallest tile the alignment allows. Channels are never split (as for a user's tile
+    and the probe): an op that makes its bands from one computation (a multi-direction
+    hillshade) would redo it for each band."""
+    return tuple(n if a in UNSPLIT else min(n, u)
+                 for n, u, a in zip(shape, unit, axes, strict=True))
 
 
 def tile_named(axes: tuple[str, ...], size: tuple[int, ...]) -> dict[str, int]:

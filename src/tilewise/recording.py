@@ -4,13 +4,17 @@ A worker writes its tile's chunks and goes on to the next tile; here the files t
 are fsynced, and only then is the tile journaled and handed to the output's finisher (the
 GeoTIFF copy). Workers so never wait for the disk. At most `depth` tiles wait here (the driver
 blocks beyond), so a crash loses at most the tiles being computed and these.
+
+Outputs written by workers on other machines (a cluster) are `durable` when reported: those
+workers synced their own writes (an object store's PUT is durable once done), which an fsync
+here could not reach.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 import numpy as np
 
@@ -26,8 +30,9 @@ POLL = 0.1
 class Recorder:
     def __init__(self, sinks: Mapping[int, Sink], journals: Mapping[int, Journal],
                  finishers: Mapping[int, Finisher], done: Mapping[int, np.ndarray],
-                 depth: int) -> None:
+                 depth: int, durable: Set[int] = frozenset()) -> None:
         self.sinks, self.journals, self.finishers, self.done = sinks, journals, finishers, done
+        self.durable = durable
         self.waiting: queue.Queue[Job | None] = queue.Queue(maxsize=max(1, depth))
         self.error: BaseException | None = None
         #: Tiles recorded so far.
@@ -62,7 +67,7 @@ class Recorder:
             try:
                 outputs = [i for i in self.sinks if not self.done[i][job.flat]]
                 for i in outputs:
-                    if job.boxes[i].size:
+                    if job.boxes[i].size and i not in self.durable:
                         self.sinks[i].sync(job.boxes[i])
                 for i in outputs:
                     if i in self.journals:

@@ -98,9 +98,10 @@ class Value:
                 "image": [n.fingerprint() for n in Pipeline.of([red.image]).nodes]}
 
     def compute(self, *, executor: Any = None, workers: int | None = None,
-                memory: int | str | None = None, tile: Any = None) -> Any:
+                memory: int | str | None = None, tile: Any = None,
+                scheduler: Any = None) -> Any:
         return DRIVER["evaluate"]([self], executor=executor, workers=workers, memory=memory,
-                                  tile=tile)[0]
+                                  tile=tile, scheduler=scheduler)[0]
 
 
 def reduce(image: Image, how: str, axis: str | Sequence[str] | None = None, *,

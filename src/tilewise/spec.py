@@ -3,6 +3,7 @@
     inputs:
       dem: dem/srtm90.tif                  # a path, relative to this file
       scene: {dataset: landsat}            # or a demo dataset; {path: ..., axes: cyx} also works
+      sky: {path: hst_flt.fits, options: {hdu: SCI}}   # a format's options (format: names one)
     steps:
       smooth: {op: gaussian, input: dem, params: {sigma: 1.5}}
       edges:
@@ -15,6 +16,7 @@
       smooth: out/smooth.tif               # or {path: out/smooth.tif, cmap: terrain}
       edges: out/edges.zarr
     run: {memory: 1GiB, executor: threads, workers: 2, tile: 1024, on_error: stop}
+    # or on a dask cluster: run: {executor: dask, scheduler: "tcp://scheduler:8786"}
 
 Every mistake is reported as one sentence naming the file, the line and the key path
 (`steps.smooth.params.sigma`); a mistake found while building the graph keeps its own
@@ -38,14 +40,15 @@ import yaml
 from . import grids
 from .errors import GridMismatchError, OutputExistsError, PipelineFileError, TilewiseError
 from .graph import Image
+from .io.location import is_local
 from .ops import Op
 from .ops import open as open_image
 
 TOP = ("inputs", "steps", "outputs", "run")
-INPUT_KEYS = ("path", "dataset", "axes")
+INPUT_KEYS = ("path", "dataset", "axes", "format", "options")
 STEP_KEYS = ("op", "function", "input", "inputs", "params", "margin", "dtype")
 OUTPUT_KEYS = ("path", "cmap")
-RUN_KEYS = ("executor", "workers", "memory", "tile", "on_error")
+RUN_KEYS = ("executor", "workers", "memory", "tile", "on_error", "scheduler")
 
 KeyPath = tuple[str | int, ...]
 
@@ -154,6 +157,8 @@ class _Document:
         if not isinstance(path, str) or not path:
             raise self.error(keys, f"must be a file path, not {_kind(path)}")
         path = os.path.expanduser(os.path.expandvars(path))
+        if not is_local(path):  # a URL (s3://bucket/key) or a GDAL virtual path
+            return path
         folder = os.path.dirname(os.path.abspath(self.path))
         return os.path.normpath(os.path.join(folder, path))
 
@@ -191,7 +196,7 @@ class _Document:
     def _options(self, value: Any) -> dict[str, Any]:
         run = self.mapping(value, ("run",), RUN_KEYS)
         checks = {"executor": str, "workers": int, "memory": (str, int), "tile": (int, dict, list),
-                  "on_error": str}
+                  "on_error": str, "scheduler": str}
         for key, kind in checks.items():
             if key in run and (isinstance(run[key], bool) or not isinstance(run[key], kind)):
                 raise self.error(("run", key), f"has the wrong type: {_kind(run[key])}")
@@ -211,7 +216,9 @@ class _Document:
                 source = datasets.path(spec["dataset"])
             else:
                 source = self.resolve(spec["path"], (*keys, "path"))
-            return open_image(source, axes=spec.get("axes")), source
+            options = self.mapping(spec.get("options") or {}, (*keys, "options"))
+            return open_image(source, axes=spec.get("axes"), format=spec.get("format"),
+                              **options), source
         except TilewiseError as exc:
             raise self.error(keys, str(exc), type(exc)) from None
 

@@ -36,7 +36,7 @@ def describe(planned: Planned) -> list[str]:
         f"{format_bytes(planned.budget)} budget ({plan.costs})",
         f"compute    {_blocks(planned)}",
         f"executor   {planned.runner.name} x {planned.runner.workers}, "
-        f"at most {plan.in_flight} tiles in flight"
+        f"at most {planned.runner.in_flight(plan.in_flight)} tiles in flight"
         + (f" (chosen: {planned.executor_reason})" if planned.executor_reason else ""),
     ]
     step = 0

@@ -11,6 +11,7 @@ took with it, unless the executor resubmits them itself.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
@@ -37,6 +38,10 @@ class Capabilities:
     #: The executor resubmits the jobs of a lost worker itself (a cluster that replaces it),
     #: instead of ending the run with `WorkerLost`.
     retries_lost_workers: bool = False
+    #: Workers may run on other machines (a cluster): they write only outputs that any machine
+    #: may write (`Sink.remote_writes`) and make those writes durable before reporting a tile,
+    #: since the driver's fsync reaches only its own disks; the driver writes the others.
+    remote_workers: bool = False
 
 
 class Executor(ABC):
@@ -66,6 +71,27 @@ class Executor(ABC):
             ) -> Iterator[tuple[Any, Any]]:
         """Yield `(job, work(job))` for every job, in completion order."""
 
+    def in_flight(self, allowed: int) -> int:
+        """How many jobs `run` keeps submitted when the driver allows `allowed` (a cluster's
+        executor keeps more queued, which hold no tile memory until they start)."""
+        return allowed
+
+    def memory_per_worker(self) -> int | None:
+        """Bytes each worker may use, where the workers themselves say (a cluster's
+        `memory_limit / nthreads`); None: the driver's budget decides."""
+        return None
+
+    def notice(self) -> str | None:
+        """A line for the user when a run starts (where to watch it), at most once."""
+        return None
+
+    def each_worker(self, call: Callable[[], Any]) -> None:
+        """Call `call()` in every worker process that outlives a run (a cluster's), e.g. to
+        drop its caches; the driver's own process and short-lived workers need nothing."""
+
+    def close(self) -> None:
+        """Release what the executor started (a cluster); a run that made it calls this."""
+
 
 class WorkerLost(Exception):
     """A worker died; `jobs` were in flight on the executor and got no result (one of them
@@ -74,6 +100,11 @@ class WorkerLost(Exception):
     def __init__(self, executor: str, jobs: tuple[Any, ...], detail: str) -> None:
         super().__init__(f"{executor}: {detail}")
         self.executor, self.jobs, self.detail = executor, jobs, detail
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_picklable(obj: Any) -> None:

@@ -85,6 +85,11 @@ class Sink(ABC):
 
     #: Whether tiles may be written concurrently from workers (else the driver writes them).
     parallel_writes: ClassVar[bool] = False
+    #: Whether workers on other machines may write it too (chunks at a path every machine
+    #: reaches, or in an object store), each making its own writes durable with `sync`.
+    remote_writes: ClassVar[bool] = False
+    #: Whether it may be written to a URL (an object store), not only to a local path.
+    writes_urls: ClassVar[bool] = False
     #: Whether the staged output survives a failed run, to be resumed (files do, memory not).
     resumable: ClassVar[bool] = True
     #: Bytes of cache the writing process keeps for this format (GDAL's block cache).
@@ -93,6 +98,15 @@ class Sink(ABC):
     @property
     def staging(self) -> str:
         return self.path + ".partial"
+
+    def written_by_workers(self, remote: bool) -> bool:
+        """Whether workers write their tiles themselves: for workers that may be on other
+        machines (`remote`), only if this format allows it."""
+        return self.parallel_writes and (self.remote_writes or not remote)
+
+    def exists(self) -> tuple[bool, bool]:
+        """Whether the staged output exists, and whether the final one does."""
+        return os.path.lexists(self.staging), os.path.lexists(self.path)
 
     @classmethod
     def check(cls, shape: tuple[int, ...], dtype: np.dtype, axes: tuple[str, ...],
@@ -109,6 +123,20 @@ class Sink(ABC):
     @abstractmethod
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
         """The chunk shape this format is written in; tiles are whole multiples of it."""
+
+    @classmethod
+    def planned_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...],
+                       meta: Mapping[str, Any]) -> tuple[int, ...]:
+        """The chunk shape tiles are whole multiples of, for an image with this metadata:
+        `default_chunks`, unless the format's options in `meta` need coarser tiles (an
+        OME-Zarr pyramid's levels)."""
+        return cls.default_chunks(shape, axes)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The format options this output is written with (JSON-able; the journal keeps them,
+        so that a resumed run with other options is refused): none by default."""
+        return {}
 
     @abstractmethod
     def create(self) -> None:

@@ -117,10 +117,15 @@ class BlockedSource(Source):
     """A file whose storage blocks are decoded whole: reads go block by block, through the cache."""
 
     def read(self, box: Box) -> np.ndarray:
-        data = read_blocked(handles.version(self.path), box, self.shape, self.blocks,
-                            self.dtype, self.read_window)
+        data = read_blocked(self.version(), box, self.shape, self.blocks, self.dtype,
+                            self.read_window)
         data.flags.writeable = False
         return data
+
+    def version(self) -> tuple[Hashable, ...]:
+        """What names this image's blocks in the cache and its handles: the file's path and
+        modification time, and whatever picks one of the images a file holds (a TIFF series)."""
+        return handles.version(self.path)
 
     @abstractmethod
     def read_window(self, box: Box) -> np.ndarray:

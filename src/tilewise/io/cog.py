@@ -34,6 +34,7 @@ import rasterio.shutil
 from ..errors import ParameterError
 from .base import fsync
 from .geotiff import BLOCK, CREATION_OPTIONS, GeoTIFFSink
+from .pyramid import block_mean
 
 #: The resampling methods, by the name `meta["overviews"]` gives.
 METHODS = ("average", "nearest")
@@ -68,14 +69,7 @@ def _average(a: np.ndarray, nodata: float | None) -> np.ndarray:
     total += np.nan_to_num(parts[2])
     total += np.nan_to_num(parts[3])
     count = valid[0].astype(np.int8) + valid[1] + valid[2] + valid[3]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / count
-    if a.dtype.kind in "iu":
-        mean = np.floor(mean + 0.5)
-    empty = count == 0
-    if empty.any():
-        mean[empty] = np.nan if nodata is None else nodata
-    return mean.astype(a.dtype)
+    return block_mean(total, count, a.dtype, nodata)
 
 
 def level_shapes(height: int, width: int) -> list[tuple[int, int]]:

@@ -3,8 +3,10 @@
 Hashing a whole multi-gigabyte input before every run would cost as much as reading it. A file
 is identified by its size, its modification time and a hash of its first and last MiB (where
 headers, tile indexes and most edits land); a folder (a Zarr array) by the name, size and
-modification time of each file inside, since its chunks are thousands of files. A remote file
-(a URL) is identified by its location alone: its content is not checked.
+modification time of each file inside, since its chunks are thousands of files. An object in
+an object store (`s3://...`) is identified by its size and ETag, a prefix (a Zarr array) by
+those of every object under it; a location fsspec cannot look into (a GDAL virtual path, a
+server that answers no HEAD) by its location alone.
 
 An in-memory array has no modification time, so its bytes are hashed (see `array_digest`).
 """
@@ -14,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .location import is_local
+from . import objectstore
+from .location import VSI, is_local, scheme
 
 #: Bytes hashed at each end of a file.
 CHECK_BYTES = 1 << 20
@@ -37,10 +40,16 @@ def of_files(paths: Sequence[str]) -> dict[str, Any]:
             "check": digest.hexdigest()}
 
 
-def of_file(path: str) -> dict[str, Any]:
-    """Size, modification time and a hash of the ends: for a folder (Zarr), of its files."""
+def of_file(path: str, storage: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Size, modification time and a hash of the ends: for a folder (Zarr), of its files; for
+    a URL, what the store says (`storage`: its fsspec options)."""
     if not is_local(path):
-        return {}
+        if scheme(path) == VSI:
+            return {}
+        try:
+            return objectstore.identity(path, storage)
+        except (ImportError, OSError, ValueError):
+            return {}
     if os.path.isdir(path):
         files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names)
         stats = [os.stat(f) for f in files]

@@ -26,6 +26,8 @@ from ..errors import InputError, UnsupportedFormatError
 from ..regions import Box
 from . import handles
 from .blocks import BlockedSource
+from .location import is_local
+from .objectstore import configure_gdal_endpoint
 
 #: GDAL's block cache per process. Halo blocks are cached by `io.blocks`, so GDAL's cache need
 #: only serve a GeoTIFF writer; its default (5% of memory) would count against the budget.
@@ -42,17 +44,18 @@ def configure_gdal() -> None:
 
     Call it before the first read (GDAL reads the setting when it first caches a block, and
     the probe may read first); worker processes inherit it through the environment. Calling it
-    again changes nothing.
+    again changes nothing. An S3 endpoint named the botocore way (`AWS_ENDPOINT_URL`) is
+    given to GDAL's `/vsis3/` too (see `objectstore`).
     """
     os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE // 2**20))
+    configure_gdal_endpoint()
 
 
 def stack_error(path: str, pages: int) -> UnsupportedFormatError:
     """The refusal of a TIFF holding several images: reading its first alone would lose data."""
     return UnsupportedFormatError(
-        f"{path} holds {pages} pages (a stack); tilewise reads only single-image TIFFs for now "
-        "and will not read the first page alone: save the stack as a Zarr array or .npy file, "
-        "or one TIFF per page")
+        f"{path} holds {pages} pages (a stack), which GDAL reads one at a time; open it with "
+        "format='tiff' to read the stack with tifffile")
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +68,7 @@ class GDALSource(BlockedSource):
     @classmethod
     def open(cls, path: str, axes: str | tuple[str, ...] | None = None) -> GDALSource:
         try:
-            with rasterio.open(path) as ds:
+            with _open(path) as ds:
                 _refuse_subdatasets(path, ds.subdatasets)
                 count, height, width = ds.count, ds.height, ds.width
                 by, bx = ds.block_shapes[0]
@@ -89,13 +92,20 @@ class GDALSource(BlockedSource):
         return cls(shape, dtype, names, blocks, meta, path)
 
     def read_window(self, box: Box) -> np.ndarray:
-        ds = handles.thread_handle(handles.version(self.path), rasterio.open)
+        ds = handles.thread_handle(handles.version(self.path), _open)
         rows, cols = box.slices[-2:]
         window = Window.from_slices(rows, cols)
         if len(self.shape) == 2:
             return ds.read(1, window=window)
         bands = box.slices[0]
         return ds.read(list(range(bands.start + 1, bands.stop + 1)), window=window)
+
+
+def _open(path: str) -> rasterio.DatasetReader:
+    """A GDAL dataset; one in an object store reached at the environment's endpoint."""
+    if not is_local(path):
+        configure_gdal_endpoint()
+    return rasterio.open(path)
 
 
 def _refuse_subdatasets(path: str, subdatasets: list[str]) -> None:

@@ -1,9 +1,10 @@
 """GeoTIFF through rasterio (GDAL): any band count, tiled, compressed, BigTIFF when needed.
 
 A one-band file is an image with axes `("y", "x")`, a multi-band one `("c", "y", "x")`, read
-as any GDAL raster is (see `gdal`). A TIFF is first looked into with tifffile: one holding a
-stack of pages (microscopy Z-stacks, ImageJ and OME-TIFF series) is refused, since GDAL would
-read its first page alone; reduced-resolution pages (overviews) and masks are not planes.
+as any GDAL raster is (see `gdal`). A TIFF holding a stack of pages (microscopy Z-stacks,
+ImageJ and OME-TIFF series) and no GeoTIFF keys is the `tiff` format's (tifffile), whose sniffer
+the registry tries first; opened here anyway (`format="geotiff"`) it is refused, since GDAL
+would read its first page alone. Reduced-resolution pages (overviews) and masks are not planes.
 
 Output is staged, not written into the TIFF tile by tile: GDAL writes a TIFF's tile index only
 when the file is closed, so a killed writer leaves a TIFF whose finished tiles cannot be found,
@@ -18,12 +19,13 @@ A `.cog.tif` output is a COG, whose overviews are built from the blocks as they 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -63,25 +65,37 @@ class _Silence(logging.Filter):
         return False
 
 
-def tiff_planes(path: str) -> int:
-    """How many full-resolution images a TIFF holds: the planes of all its series (tifffile
-    groups pages into series, and a series' overviews into its levels), or 1 when tifffile
-    cannot parse it (GDAL then says what is wrong). Imported here: it is needed only for TIFFs."""
-    import tifffile
-
-    # tifffile logs a warning for tags it cannot parse (GDAL_NODATA of -3.4e38 in a float32
-    # file), which concern values GDAL reads itself.
+@contextlib.contextmanager
+def quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's logger: it warns of tags it cannot parse (GDAL_NODATA of -3.4e38
+    in a float32 file), which concern values GDAL reads itself."""
     log = logging.getLogger("tifffile")
     quiet = _Silence()
     log.addFilter(quiet)
     try:
-        with tifffile.TiffFile(path) as tif:
-            return sum(math.prod(s.shape) // max(1, math.prod(s.keyframe.shape))
-                       for s in tif.series)
-    except Exception:  # tifffile raises many kinds on a damaged file; GDAL names the damage
-        return 1
+        yield
     finally:
         log.removeFilter(quiet)
+
+
+def count_planes(tif: Any) -> int:
+    """How many full-resolution images a `tifffile.TiffFile` holds: the planes of all its
+    series (tifffile groups pages into series, and a series' overviews into its levels)."""
+    return sum(math.prod(s.shape) // max(1, math.prod(s.keyframe.shape)) for s in tif.series)
+
+
+def tiff_planes(path: str) -> int:
+    """How many full-resolution images the TIFF at `path` holds (`count_planes`), or 1 when
+    tifffile cannot parse it (GDAL then says what is wrong). Imported here: it is needed only
+    for TIFFs."""
+    import tifffile
+
+    with quiet_tifffile():
+        try:
+            with tifffile.TiffFile(path) as tif:
+                return count_planes(tif)
+        except Exception:  # tifffile raises many kinds on a damaged file; GDAL names the damage
+            return 1
 
 
 @dataclass(frozen=True, eq=False)

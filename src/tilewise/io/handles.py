@@ -2,7 +2,8 @@
 
 GDAL datasets must not be shared between threads, so GeoTIFF readers keep one per thread;
 Zarr arrays and memory maps are safe to share, so one per process is enough. Readers key a
-handle by path and modification time, so a file rewritten between runs is opened afresh.
+handle by path and modification time (`version`), then whatever else tells handles of one
+file apart (a TIFF's series and level), so a file rewritten between runs is opened afresh.
 
 Each cache is a least-recently-used one of at most `CAPACITY` handles: the process's cache, and
 each thread's. A source that spans many files (a stack of thousands) would otherwise keep all of
@@ -30,10 +31,10 @@ class _LRU:
     """Handles by key, the least recently used evicted past `CAPACITY`."""
 
     def __init__(self, close_evicted: bool) -> None:
-        self.handles: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        self.handles: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self.close_evicted = close_evicted
 
-    def get(self, key: tuple[str, int], opener: Callable[[str], Any]) -> Any:
+    def get(self, key: tuple[Any, ...], opener: Callable[[str], Any]) -> Any:
         if key in self.handles:
             self.handles.move_to_end(key)
             return self.handles[key]
@@ -65,12 +66,12 @@ def version(path: str) -> tuple[str, int]:
     return (path, os.stat(path).st_mtime_ns if is_local(path) else 0)
 
 
-def thread_handle(key: tuple[str, int], opener: Callable[[str], Any]) -> Any:
+def thread_handle(key: tuple[Any, ...], opener: Callable[[str], Any]) -> Any:
     """This thread's handle for `key`, opened by `opener(path)` if it has none."""
     return _thread_cache().get(key, opener)
 
 
-def process_handle(key: tuple[str, int], opener: Callable[[str], Any]) -> Any:
+def process_handle(key: tuple[Any, ...], opener: Callable[[str], Any]) -> Any:
     """This process's handle for `key`, opened by `opener(path)` if it has none."""
     with _lock:
         return _per_process.get(key, opener)

@@ -1,15 +1,19 @@
-"""NumPy `.npy` files, memory-mapped: read without loading, written in place by any worker.
+"""NumPy `.npy` files, read and written in place by positional reads and writes (`pread`).
 
-A window read is copied out of the map and a tile written goes into it; either way its pages are
-then dropped from the process (`pages`), so that a run's resident memory does not grow with
-the part of the file it has touched.
+Not memory maps: the pages of a mapped file that a run touches count in its resident memory
+until the kernel reclaims them, so a run reading a 1 GiB input through a map shows 1 GiB more
+resident memory than its budget however small its tiles. A window is a few contiguous byte runs
+of the file (one per row of a 2-D window), read straight into the result's buffer.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,7 +22,6 @@ from ..errors import InputError
 from ..regions import Box
 from . import handles
 from .base import Sink, Source, fsync, read_head
-from .pages import drop_mapped
 
 #: The first bytes of every .npy file.
 MAGIC = b"\x93NUMPY"
@@ -29,8 +32,61 @@ def is_npy(path: str, head: bytes) -> bool:
     return head.startswith(MAGIC)
 
 
-def _open_read(path: str) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+@dataclass(frozen=True)
+class Layout:
+    """Where a .npy file's pixels lie: C-order `shape` (a Fortran-order file is the C-order
+    array of the reversed shape) of `dtype` from byte `offset`."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    offset: int
+
+    @classmethod
+    def read(cls, path: str) -> Layout:
+        # NumPy parses the header (every version of it); the map is dropped untouched.
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
+        shape = tuple(reversed(arr.shape)) if fortran else arr.shape
+        return cls(shape, arr.dtype, fortran, arr.offset)
+
+    def runs(self, box: Box) -> Iterator[tuple[int, int, int]]:
+        """(file offset, offset in the C-order window, bytes) of each contiguous run of `box`:
+        the trailing axes it covers whole join the run of the last axis it does not."""
+        item = self.dtype.itemsize
+        inner = len(self.shape)
+        while inner > 0 and box.start[inner - 1] == 0 and box.stop[inner - 1] == self.shape[
+                inner - 1]:
+            inner -= 1
+        tail = math.prod(self.shape[inner:])
+        run = (box.shape[inner - 1] if inner else 1) * tail * item
+        if run == 0:
+            return
+        strides = [math.prod(self.shape[d + 1:]) * item for d in range(len(self.shape))]
+        outer = [range(a, b) for a, b in zip(box.start[:inner - 1], box.stop[:inner - 1],
+                                              strict=True)] if inner else []
+        first = box.start[inner - 1] * strides[inner - 1] if inner else 0
+        for n, index in enumerate(itertools.product(*outer)):
+            at = sum(i * s for i, s in zip(index, strides, strict=False))
+            yield self.offset + at + first, n * run, run
+
+
+def _window(layout: Layout, box: Box) -> Box:
+    return Box(tuple(reversed(box.start)), tuple(reversed(box.stop))) if layout.fortran else box
+
+
+def _open_read(path: str) -> tuple[Layout, Any]:
+    return Layout.read(path), open(path, "rb", buffering=0)
+
+
+def _read(layout: Layout, f: Any, box: Box) -> np.ndarray:
+    window = _window(layout, box)
+    out = np.empty(window.shape, layout.dtype)
+    buffer = memoryview(out.reshape(-1).view(np.uint8))
+    for at, into, size in layout.runs(window):
+        if os.preadv(f.fileno(), [buffer[into:into + size]], at) != size:
+            raise InputError(f"{f.name} ends before its header says it does")
+    return out.T if layout.fortran else out
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,20 +96,17 @@ class NpySource(Source):
     @classmethod
     def open(cls, path: str, axes: str | tuple[str, ...] | None) -> NpySource:
         try:
-            arr = _open_read(path)
+            layout = Layout.read(path)
         except FileNotFoundError:
             raise InputError(f"input {path} does not exist") from None
         except (ValueError, OSError) as exc:
             raise InputError(f"cannot read {path} as a .npy array: {exc}") from None
-        return cls(arr.shape, arr.dtype, parse_axes(axes, arr.ndim, path),
-                   tuple(1 for _ in arr.shape), {}, path)
+        shape = tuple(reversed(layout.shape)) if layout.fortran else layout.shape
+        return cls(shape, layout.dtype, parse_axes(axes, len(shape), path),
+                   tuple(1 for _ in shape), {}, path)
 
     def read(self, box: Box) -> np.ndarray:
-        window = handles.process_handle(handles.version(self.path), _open_read)[box.slices]
-        data = np.array(window)
-        drop_mapped(window)  # read pages would stay resident until the map is closed
-        data.flags.writeable = False
-        return data
+        return _read(*handles.process_handle(handles.version(self.path), _open_read), box)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,15 +128,20 @@ class NpySink(Sink):
         fsync(self.staging)
 
     def write(self, box: Box, data: np.ndarray) -> None:
-        arr = handles.process_handle(
-            (self.staging, 0), lambda p: np.lib.format.open_memmap(p, mode="r+"))
-        arr[box.slices] = data
-        drop_mapped(arr[box.slices])  # written pages stay dirty in the page cache, not here
+        layout, f = handles.process_handle((self.staging, 0), _open_write)
+        data = np.ascontiguousarray(data, layout.dtype)
+        buffer = memoryview(data.reshape(-1).view(np.uint8))
+        for at, into, size in layout.runs(box):
+            os.pwritev(f.fileno(), [buffer[into:into + size]], at)
 
     def sync(self, box: Box) -> None:
-        # The map is shared: fsync writes its dirty pages, whichever process dirtied them.
+        # Written through the file, not a map: fsync makes any process's writes durable.
         fsync(self.staging)
 
     def close(self) -> None:
-        for arr in handles.forget(self.staging):
-            arr.flush()
+        for _, f in handles.forget(self.staging):
+            f.close()
+
+
+def _open_write(path: str) -> tuple[Layout, Any]:
+    return Layout.read(path), open(path, "r+b", buffering=0)

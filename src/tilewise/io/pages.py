@@ -1,12 +1,11 @@
-"""Pages of memory-mapped files and shared memory, dropped from this process once read or written.
+"""Pages of shared mappings (shared memory, memory-mapped files), dropped once read.
 
-A process's resident set counts every page of a mapping it has touched (`RssFile` for a file,
-`RssShmem` for shared memory in /proc/PID/status), until the mapping is closed: reading a whole
-memory-mapped input tile by tile, or writing a memory-mapped output, would make a run as
-resident as the file is large. Once a tile's window is copied out (or its data written in), its
-pages are dropped from this process with `madvise(MADV_DONTNEED)`: the data stays in the page
-cache or the shared memory block (a written page stays dirty there, to be written back), and a
-later access maps it again.
+A process's resident set counts every page of a mapping it has touched (`RssShmem` for shared
+memory, `RssFile` for a file, in /proc/PID/status) until the mapping is closed: worker processes
+reading an in-memory input from shared memory tile by tile would each show as much of it as
+they had touched, counted again per worker. Once a tile's window is copied out, its pages are
+dropped from this process with `madvise(MADV_DONTNEED)`: the data stays in the shared memory
+block (or the page cache), and a later access maps it again.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ its own process.
 An input's format is, in this order: the one named by `format=`; for a URL, one that accepts its
 scheme (then its suffix decides among those); for a local file, the first whose sniffer
 recognises its first bytes (a file's content is surer than its name: a `.tif` may be a
-GeoTIFF or an ImageJ stack, a `.dat` a TIFF); else its suffix.
+GeoTIFF or an ImageJ stack, a `.dat` a TIFF); else its suffix. A list of files or a glob
+pattern is a stack of files (`open_stack`), each file's format found as above.
 """
 
 from __future__ import annotations
@@ -31,10 +32,15 @@ from typing import Any
 from ..errors import InputError, ParameterError, UnsupportedFormatError
 from .base import Sink, Source
 from .cog import COGSink
+from .czi import CziSource, is_czi
+from .fits_image import FitsSource, is_fits
 from .gdal import GDALSource
 from .geotiff import GeoTIFFSink, GeoTIFFSource, is_tiff
 from .location import VSI, scheme, suffix
 from .npy import NpySink, NpySource, is_npy
+from .ome_zarr import OMEZarrSink, OMEZarrSource, is_ome_zarr
+from .stack import holds_files, open_files
+from .tiff import TiffSource, is_stack
 from .zarr_array import ZarrSink, ZarrSource, is_zarr
 
 #: The entry-point group third-party formats register under.
@@ -54,6 +60,8 @@ class Format:
     `sniff(path, head)` says whether a local file starting with the bytes `head` (b'' for a
     folder) is of this format; it may raise `UnsupportedFormatError` for content it recognises
     but cannot read. `folder` says the format is stored as a folder, not a file.
+    `forwards_options` says it passes options it does not take itself to the formats of the
+    files it opens (a stack of files), whose openers check them.
     """
 
     name: str
@@ -64,17 +72,29 @@ class Format:
     sink: type[Sink] | None = None
     options: tuple[str, ...] = ()
     folder: bool = False
+    forwards_options: bool = False
 
 
 BUILTINS: tuple[Format, ...] = (
+    # Before GeoTIFF: TIFF stacks, OME-TIFF and ImageJ files without GeoTIFF keys, by tifffile.
+    Format("tiff", TiffSource.open, (".ome.tif", ".ome.tiff"), (), is_stack,
+           options=("series", "level")),
     Format("geotiff", GeoTIFFSource.open, (".tif", ".tiff"), GDAL_SCHEMES, is_tiff, GeoTIFFSink),
     Format("zarr", ZarrSource.open, (".zarr",), ("s3", "gs", "http", "https"), is_zarr,
-           ZarrSink, folder=True),
+           ZarrSink, options=("storage_options",), folder=True),
     Format("npy", NpySource.open, (".npy",), (), is_npy, NpySink),
     Format("gdal", GDALSource.open,
            (".vrt", ".img", ".jp2", ".png", ".nc", ".hdf", ".h5", ""), GDAL_SCHEMES),
     # Written as a COG (see cog), read as any GeoTIFF: the geotiff sniffer recognises it first.
     Format("cog", GeoTIFFSource.open, (".cog.tif", ".cog.tiff"), sink=COGSink),
+    # A Zarr group with NGFF metadata (see ome_zarr); its levels are Zarr arrays.
+    Format("ome-zarr", OMEZarrSource.open, (".ome.zarr",), (), is_ome_zarr, OMEZarrSink,
+           options=("level",), folder=True),
+    Format("czi", CziSource.open, (".czi",), (), is_czi, options=("scene",)),
+    Format("fits", FitsSource.open, (".fits", ".fit", ".fts"), (), is_fits, options=("hdu",)),
+    # A folder of files (a list or a glob pattern goes to `open_stack` directly).
+    Format("stack", lambda location, axes, **options: open_stack(location, axes, None, options),
+           sniff=holds_files, options=("axis",), folder=True, forwards_options=True),
 )
 
 
@@ -147,11 +167,16 @@ def open_location(location: str, axes: Any, format: str | None,
     else:
         fmt = _for_local(location, fmt)
     unknown = sorted(set(options) - set(fmt.options))
-    if unknown:
+    if unknown and not fmt.forwards_options:
         valid = ", ".join(fmt.options) or "none"
         raise ParameterError(f"format {fmt.name!r} takes no option {unknown[0]!r} "
                              f"(for {location}; its options: {valid})")
     return fmt.open(location, axes, **options)
+
+
+def open_stack(spec: Any, axes: Any, format: str | None, options: dict[str, Any]) -> Source:
+    """Many files as one array (see `stack`): each file opened in `format`, else its own."""
+    return open_files(spec, axes, format, options, open_location)
 
 
 def _for_url(location: str, url: str) -> Format:

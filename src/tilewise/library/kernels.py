@@ -57,3 +57,24 @@ def check_mode(mode: str, margin: int, image: Image, axes: tuple[int, ...], name
         raise ParameterError(
             f"mode='reflect' of op {name!r} needs every filtered axis at least half as long as "
             f"the filter ({2 * margin + 1} pixels), but one is {short[0]}; use mode='mirror'")
+
+
+#: RVT's bound on the vertical exaggeration (`ve_factor`) of its terrain visualisations.
+MAX_EXAGGERATION = 10_000.0
+
+
+def check_dem(dem: Image, name: str) -> None:
+    """Refuse anything but a 2-D (y, x) image as the DEM of op `name`."""
+    if not isinstance(dem, Image):
+        raise ParameterError(f"op {name!r} needs a tilewise image, not {type(dem).__name__}")
+    if dem.axes != ("y", "x"):
+        raise ParameterError(f"op {name!r} needs a DEM with axes ('y', 'x'), not {dem.axes}")
+
+
+def exaggeration(value: Any, name: str) -> float:
+    """The `ve_factor` of op `name`, checked against RVT's bound."""
+    ve = number(value, "ve_factor", name)
+    if not -MAX_EXAGGERATION <= ve <= MAX_EXAGGERATION:
+        raise ParameterError(f"ve_factor of op {name!r} must be between -10000 and 10000 "
+                             f"(RVT's bound), not {value!r}")
+    return ve

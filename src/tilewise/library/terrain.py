@@ -1,102 +1,377 @@
-"""Terrain derivatives of a DEM: slope, aspect, hillshade.
+"""Terrain visualisations of a DEM with the values of the Relief Visualization Toolbox (RVT,
+`rvt.vis`), exact under tiling: slope, aspect, hillshade, multi-direction hillshade, and the
+relief models SLRM, MSRM and MSTP. See docs/relief.md.
 
-Gradients are central differences (`numpy.gradient`) over pixel sizes in metres, taken from the
-georeference: for a geographic CRS, degrees become metres at the image's central latitude (an
-approximation that is good for tiles of a few degrees). Nodata pixels become NaN (nodata 0 for
-the 8-bit hillshade), and so do their neighbours.
+Each op keeps RVT's parameters and defaults under names of its own (each docstring gives the
+RVT name) and RVT's rules: the DEM is converted to float32 and multiplied by the vertical
+exaggeration `ve_factor` in float32, nodata becomes NaN and stays NaN in the result, a NaN
+neighbour or one beyond the image edge counts as the centre pixel in the 3 x 3 ops, and
+windows beyond the edge see the DEM padded as RVT pads it. Inputs are never modified (RVT's
+`hillshade` writes NaN into its caller's array). Results are float32.
+
+Pixel sizes come from the transform, in metres: on a geographic CRS (degrees) the 3 x 3 ops
+take each row's own metres per degree, from the CRS's ellipsoid; the ops whose parameters are
+metres or pixels at one scale (`msrm`, the horizon ops) refuse degrees and name `warp`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pyproj
 
 from ..errors import ParameterError
 from ..graph import Image
 from ..ops import Op
-from .kernels import as_float, nodata_of, number
+from ..regions import Box
+from . import terrain_kernels as kernels
+from .box_sums import extended
+from .kernels import as_float, check_dem, exaggeration, nodata_of, number
 from .registry import builtin
 
-#: Metres per degree of latitude (and of longitude at the equator), WGS 84 mean.
-METRES_PER_DEGREE = 111_320.0
+#: Azimuths (degrees) of the red, green and blue bands of RVT's RGB multi-direction hillshade.
+RGB_AZIMUTHS = (315.0, 22.5, 90.0)
+
+
+@dataclass(frozen=True)
+class PixelSizes:
+    """Signed pixel height and width of every row, in metres: constant on a projected grid;
+    on a geographic one, the row's own geodesic lengths of its pixel (on `ellipsoid`, the
+    CRS's semi-major axis and flattening), which shrink with the cosine of the latitude."""
+
+    dy: float
+    dx: float
+    top: float = 0.0
+    ellipsoid: tuple[float, float] | None = None
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """RVT's resolution_y (positive when row numbers grow southwards) and resolution_x
+        (positive when columns grow eastwards) of rows [start, stop)."""
+        n = stop - start
+        if self.ellipsoid is None:
+            return np.full(n, -self.dy), np.full(n, self.dx)
+        geod = pyproj.Geod(a=self.ellipsoid[0], f=self.ellipsoid[1])
+        lat = self.top + (np.arange(start, stop) + 0.5) * self.dy
+        zero = np.zeros(n)
+        height = geod.inv(zero, lat - self.dy / 2, zero, lat + self.dy / 2)[2]
+        width = geod.inv(zero, lat, np.full(n, abs(self.dx)), lat)[2]
+        return -math.copysign(1, self.dy) * height, math.copysign(1, self.dx) * width
+
+
+def _grid(image: Image) -> tuple[float, float, float, pyproj.Geod | None]:
+    transform = image.meta.get("transform")
+    if transform is None:
+        return -1.0, 1.0, 0.0, None
+    if transform.b != 0 or transform.d != 0:
+        raise ParameterError(
+            f"the DEM's transform is rotated or sheared ({tuple(transform)[:6]}); terrain ops "
+            "need rows along parallels: warp it first (tilewise.library.warp)")
+    crs = image.meta.get("crs")
+    # Any form of CRS (rasterio's, pyproj's, "EPSG:4326", WKT) through pyproj.
+    crs = None if crs is None else pyproj.CRS.from_user_input(crs)
+    geod = crs.get_geod() if crs is not None and crs.is_geographic else None
+    return transform.e, transform.a, transform.f, geod
+
+
+def pixel_sizes(image: Image) -> PixelSizes:
+    """The per-row pixel sizes of `image` in metres (1 x 1 without a transform)."""
+    dy, dx, top, geod = _grid(image)
+    return PixelSizes(dy, dx, top, None if geod is None else (geod.a, geod.f))
 
 
 def pixel_size(image: Image) -> tuple[float, float]:
-    """(dy, dx) in metres, signed as the transform: dy is negative for north-up images."""
-    transform = image.meta.get("transform")
-    if transform is None:
-        return -1.0, 1.0
-    dy, dx = transform.e, transform.a
-    crs = image.meta.get("crs")
-    if crs is not None and crs.is_geographic:
-        lat = transform.f + dy * image.shape[0] / 2
-        return dy * METRES_PER_DEGREE, dx * METRES_PER_DEGREE * math.cos(math.radians(lat))
+    """(dy, dx) in metres, signed as the transform (dy is negative for north-up images); a
+    geographic CRS is refused: its metres per degree of longitude change from row to row."""
+    dy, dx, _, geod = _grid(image)
+    if geod is not None:
+        crs = image.meta["crs"]
+        raise ParameterError(
+            f"the DEM's CRS {crs} is geographic (pixels of {abs(dx):g} x {abs(dy):g} degrees), "
+            "but this op needs one pixel size in metres: warp the DEM to a projected CRS "
+            "first, e.g. tilewise.library.warp(dem, crs='EPSG:326NN') for UTM zone NN")
     return dy, dx
 
 
-def _gradients(a, nodata, res, z_factor):
-    z = as_float(a, nodata, "float64") * z_factor
-    gy, gx = np.gradient(z, *res)
-    # With a negative dy, gy is the rise towards north; gx towards east.
-    return gy, gx
+@functools.cache
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) every kernel on a tiny array, before a run
+    measures its memory on a probe tile: compiling there was measured charging several
+    times the pipeline's real memory per pixel."""
+    z = np.zeros((3, 3))
+    ones = np.ones(3)
+    kernels.gradient_kernel(z.astype(np.float32), ones, ones, kernels.SHADE, np.zeros(2), 0.5,
+                            np.empty((2, 3, 3), np.float32))
+    out = np.empty((1, 1))
+    cols = np.arange(3)
+    for valid in (np.ones((3, 3)), np.empty((0, 0))):
+        kernels.box_mean(z, valid, cols, -1, -1, 1, 1, out)
+        kernels.max_deviation(z, valid, cols, -1, -1, 1, np.array([1]), out)
 
 
-def _slope(a, *, nodata, res, z_factor, units):
-    gy, gx = _gradients(a, nodata, res, z_factor)
-    rise = np.hypot(gx, gy)
-    return 100 * rise if units == "percent" else np.degrees(np.arctan(rise))
+def _elevations(a: np.ndarray, nodata: float | None, ve_factor: float) -> np.ndarray:
+    """RVT's DEM: float32, nodata as NaN, times the exaggeration in float32."""
+    z = as_float(a, nodata, "float32")
+    z *= np.float32(ve_factor)
+    return z
 
 
-def _aspect(a, *, nodata, res, z_factor):
-    gy, gx = _gradients(a, nodata, res, z_factor)
-    # In float32, as declared: an angle a hair below 360 in float64 would round to 360.0.
-    out = (np.degrees(np.arctan2(-gx, -gy)) % 360).astype(np.float32)
-    out[out == 360] = 0
-    return np.where((gx == 0) & (gy == 0), np.float32(-1), out)
+def _region(tile) -> Box:
+    """The rows and columns of the tile's region (an op adding bands has a 3-d region)."""
+    return Box(tile.region.start[-2:], tile.region.stop[-2:])
 
 
-def _hillshade(a, *, nodata, res, z_factor, azimuth, altitude):
-    gy, gx = _gradients(a, nodata, res, z_factor)
-    steep = np.arctan(np.hypot(gx, gy))
-    facing = np.arctan2(-gx, -gy)
-    sun, alt = math.radians(azimuth), math.radians(altitude)
-    light = math.sin(alt) * np.cos(steep) + math.cos(alt) * np.sin(steep) * np.cos(sun - facing)
-    shade = 1 + np.rint(254 * np.clip(light, 0, 1))
-    return np.where(np.isnan(shade), 0, shade)
+def _in_window(values: np.ndarray, tile) -> np.ndarray:
+    """A result computed for the tile's region only, placed in an array of the window's
+    shape (NaN elsewhere): relief models skip their wide halo's own pixels."""
+    out = np.full((*values.shape[:-2], *tile.window.shape), np.nan, np.float32)
+    out[(..., *_region(tile).within(tile.window))] = values
+    return out
 
 
-def _terrain(func, dem: Image, name: str, z_factor: float, dtype: str, nodata: float,
-             **params) -> Image:
-    if dem.axes != ("y", "x"):
-        raise ParameterError(f"op {name!r} needs a DEM with axes ('y', 'x'), not {dem.axes}")
-    if min(dem.shape) < 2:
-        raise ParameterError(f"op {name!r} needs a DEM at least 2 x 2 pixels, not {dem.shape}")
-    return Op(func, margin=1, dtype=dtype, meta={"nodata": nodata}, name=name)(
-        dem, nodata=nodata_of(dem), res=pixel_size(dem),
-        z_factor=number(z_factor, "z_factor", name), **params)
+def _valid_split(ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values with 0 for NaN, and 1/0 validity (empty when all are valid)."""
+    holes = np.isnan(ext)
+    if not holes.any():
+        return ext, np.empty((0, 0))
+    return np.where(holes, 0.0, ext), (~holes).astype(np.float64)
+
+
+# ---- op functions: run on each tile's window ----------------------------------------------
+
+
+def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, stacked,
+              units=None):
+    z = _elevations(a, nodata, ve_factor)
+    res_y, res_x = sizes.rows(tile.window.start[0], tile.window.stop[0])
+    out = np.empty((max(len(azimuths), 1), *z.shape), np.float32)
+    kernels.gradient_kernel(z, res_y, res_x, kind, np.radians(azimuths),
+                            math.radians(elevation), out)
+    if units is not None:  # the slope: as RVT, the float32 tangent's angle by NumPy in float32
+        tangent = out[0]
+        return {"percent": tangent * np.float32(100), "radian": np.arctan(tangent),
+                "degree": np.degrees(np.arctan(tangent))}[units]
+    return out if stacked else out[0]
+
+
+def _slrm(a, *, tile, nodata, ve_factor, radius):
+    z = _elevations(a, nodata, ve_factor)
+    ext, cols, origin = extended(z, tile, radius, "edge")
+    values, valid = _valid_split(ext.astype(np.float64))
+    mean = np.empty(_region(tile).shape)
+    kernels.box_mean(values, valid, cols, *origin, radius, radius, mean)
+    centre = z[_region(tile).within(tile.window)]
+    return _in_window(centre - mean.astype(np.float32), tile)
+
+
+def _msrm(a, *, tile, nodata, ve_factor, radii):
+    z = _elevations(a, nodata, ve_factor)
+    ext, cols, origin = extended(z, tile, radii[-1], "edge")
+    values, valid = _valid_split(ext.astype(np.float64))
+    total = np.zeros(_region(tile).shape)
+    previous = None
+    for r in radii:
+        if r == 0:  # RVT's mean filter of radius 0 is the DEM itself
+            surface = z[_region(tile).within(tile.window)]
+        else:
+            mean = np.empty(_region(tile).shape)
+            kernels.box_mean(values, valid, cols, *origin, radii[-1], r, mean)
+            surface = mean.astype(np.float32)
+        if previous is not None:
+            total += previous - surface  # RVT's difference of float32 surfaces
+        previous = surface
+    return _in_window(total / (len(radii) - 1), tile)
+
+
+def _mstp(a, *, tile, nodata, ve_factor, scales, lightness):
+    z = _elevations(a, nodata, ve_factor)
+    margin = max(radii[-1] for radii in scales)
+    ext, cols, origin = extended(z, tile, margin, "symmetric")
+    values, valid = _valid_split(ext.astype(np.float64))
+    holes = np.isnan(z[_region(tile).within(tile.window)])
+    bands = np.empty((3, *_region(tile).shape), np.float32)
+    for band, radii in enumerate(scales):
+        deviation = np.empty(_region(tile).shape)
+        kernels.max_deviation(values, valid, cols, *origin, margin, np.array(radii),
+                              deviation)
+        deviation = deviation.astype(np.float32)
+        deviation[holes] = np.nan
+        bands[band] = np.clip(1 - np.exp(-lightness * np.abs(deviation.astype(np.float64))),
+                              0, 1)
+    return _in_window(bands, tile)
+
+
+# ---- parameter checks --------------------------------------------------------------------
+
+
+def _angle(value: float, key: str, name: str, high: float) -> float:
+    angle = number(value, key, name)
+    if not 0 <= angle <= high:
+        raise ParameterError(f"{key} of op {name!r} must be between 0 and {high:g} degrees, "
+                             f"not {value!r}")
+    return angle
+
+
+def _whole(value: int, key: str, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ParameterError(f"{key} of op {name!r} must be an integer of at least {low}, "
+                             f"not {value!r}")
+    return int(value)
+
+
+def _choice(value: str, key: str, name: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ParameterError(f"{key} of op {name!r} must be one of "
+                             f"{', '.join(map(repr, allowed))}, not {value!r}")
+    return value
+
+
+def _terrain_op(func, dem: Image, name: str, ve_factor: float, margin: int,
+                bands: tuple[str, ...] | None, **params) -> Image:
+    """The op: checked DEM and exaggeration, kernels compiled, float32 with NaN at nodata,
+    one band or the named ones."""
+    check_dem(dem, name)
+    z = exaggeration(ve_factor, name)
+    compile_kernels()
+    meta = {"nodata": float("nan")}
+    grid = {}
+    if bands is not None:
+        meta["band_names"] = bands
+        grid = {"axes": ("c", "y", "x"), "shape": {"c": len(bands)}}
+    return Op(func, margin=margin, dtype="float32", meta=meta, name=name, **grid)(
+        dem, nodata=nodata_of(dem), ve_factor=z, **params)
+
+
+def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
+                 azimuths: tuple[float, ...] = (), elevation: float = 0.0,
+                 bands: tuple[str, ...] | None = None, **params) -> Image:
+    check_dem(dem, name)
+    return _terrain_op(_gradient, dem, name, ve_factor, 1, bands, sizes=pixel_sizes(dem),
+                       kind=kind, azimuths=azimuths, elevation=elevation,
+                       stacked=bands is not None, **params)
+
+
+def _relief_op(func, dem: Image, name: str, ve_factor: float, margin: int,
+               bands: tuple[str, ...] | None = None, **params) -> Image:
+    return _terrain_op(func, dem, name, ve_factor, margin, bands, **params)
+
+
+# ---- the ops ---------------------------------------------------------------------------------
 
 
 @builtin(halo="1")
-def slope(dem: Image, *, z_factor: float = 1.0,
-          units: Literal["degrees", "percent"] = "degrees") -> Image:
-    """Steepest slope, in degrees or percent; float32, NaN at nodata."""
-    if units not in ("degrees", "percent"):
-        raise ParameterError(f"units of op 'slope' must be 'degrees' or 'percent', not {units!r}")
-    return _terrain(_slope, dem, "slope", z_factor, "float32", float("nan"), units=units)
+def slope(dem: Image, *, units: Literal["degree", "percent", "radian"] = "degree",
+          ve_factor: float = 1.0) -> Image:
+    """Slope gradient (RVT `slope_aspect`'s slope): 0 for flat ground, in degrees, percent
+    (100 x the rise per metre) or radians (RVT: output_units)."""
+    units = _choice(units, "units", "slope", ("degree", "percent", "radian"))
+    return _gradient_op(dem, "slope", ve_factor, kernels.TANGENT, units=units)
 
 
 @builtin(halo="1")
-def aspect(dem: Image, *, z_factor: float = 1.0) -> Image:
-    """Direction the slope faces, degrees clockwise from north; -1 where flat; float32."""
-    return _terrain(_aspect, dem, "aspect", z_factor, "float32", float("nan"))
+def aspect(dem: Image, *, units: Literal["degree", "radian"] = "degree",
+           ve_factor: float = 1.0) -> Image:
+    """Direction the slope faces (RVT `slope_aspect`'s aspect): clockwise from north, in
+    (-180, 180] degrees as RVT's code gives it (west is -90), or radians; 0 on flat ground."""
+    kind = {"degree": kernels.ASPECT_DEGREE, "radian": kernels.ASPECT_RADIAN}
+    units = _choice(units, "units", "aspect", tuple(kind))
+    return _gradient_op(dem, "aspect", ve_factor, kind[units])
 
 
 @builtin(halo="1")
-def hillshade(dem: Image, *, azimuth: float = 315.0, altitude: float = 45.0,
-              z_factor: float = 1.0) -> Image:
-    """Shaded relief lit from azimuth/altitude degrees; uint8 1-255, 0 at nodata."""
-    return _terrain(_hillshade, dem, "hillshade", z_factor, "uint8", 0.0,
-                    azimuth=number(azimuth, "azimuth", "hillshade"),
-                    altitude=number(altitude, "altitude", "hillshade"))
+def hillshade(dem: Image, *, azimuth: float = 315.0, elevation: float = 35.0,
+              ve_factor: float = 1.0) -> Image:
+    """Hillshade (RVT `hillshade`): cosine of the sun's incidence, 0 in shadow, 1 facing the
+    sun, lit from azimuth (RVT: sun_azimuth, degrees clockwise from north) and elevation
+    (RVT: sun_elevation, degrees above the horizon). For an 8-bit picture see `byte_scale`."""
+    return _gradient_op(dem, "hillshade", ve_factor, kernels.SHADE,
+                        (_angle(azimuth, "azimuth", "hillshade", 360),),
+                        _angle(elevation, "elevation", "hillshade", 90))
+
+
+@builtin(halo="1")
+def multi_hillshade(dem: Image, *, directions: int = 16, elevation: float = 35.0,
+                    ve_factor: float = 1.0) -> Image:
+    """Hillshades lit from `directions` azimuths 360 / directions apart from north (RVT
+    `multi_hillshade`: nr_directions, sun_elevation), one band each; RVT crops one pixel from
+    every edge, tilewise does not (docs/relief.md)."""
+    n = _whole(directions, "directions", "multi_hillshade")
+    azimuths = tuple(360 / n * i for i in range(n))
+    return _gradient_op(dem, "multi_hillshade", ve_factor, kernels.SHADE, azimuths,
+                        _angle(elevation, "elevation", "multi_hillshade", 90),
+                        tuple(f"hillshade {a:g}" for a in azimuths))
+
+
+@builtin(halo="1")
+def multi_hillshade_rgb(dem: Image, *, elevation: float = 35.0, ve_factor: float = 1.0) -> Image:
+    """RVT's RGB multi-direction hillshade (its blender's and 8-bit form): red, green and blue
+    lit from azimuths 315, 22.5 and 90 at `elevation` (RVT: mhs_sun_el)."""
+    return _gradient_op(dem, "multi_hillshade_rgb", ve_factor, kernels.SHADE, RGB_AZIMUTHS,
+                        _angle(elevation, "elevation", "multi_hillshade_rgb", 90),
+                        ("red", "green", "blue"))
+
+
+@builtin(halo="radius")
+def slrm(dem: Image, *, radius: int = 20, ve_factor: float = 1.0) -> Image:
+    """Simple local relief model (RVT `slrm`): the DEM minus its mean over a square of
+    2 radius + 1 pixels (RVT: radius_cell; RVT refuses radii outside 10-50, tilewise does
+    not), NaN skipped, the DEM edge-padded."""
+    r = _whole(radius, "radius", "slrm")
+    return _relief_op(_slrm, dem, "slrm", ve_factor, r, radius=r)
+
+
+def msrm_radii(feature_min: float, feature_max: float, scaling_factor: int,
+               resolution: float) -> tuple[int, ...]:
+    """RVT's MSRM filter radii in pixels: i^s ... n^s for the feature sizes in metres."""
+    feature_min = max(feature_min, resolution)
+    first = math.floor(((feature_min - resolution) / (2 * resolution)) ** (1 / scaling_factor))
+    last = math.ceil(((feature_max - resolution) / (2 * resolution)) ** (1 / scaling_factor))
+    return tuple(k ** scaling_factor for k in range(first, last + 1))
+
+
+@builtin(halo="n^scaling_factor pixels, n = ceil(((feature_max - res) / (2 res))^(1/scaling_"
+              "factor)), res the pixel size in metres (RVT's tiling uses feature_max as pixels)")
+def msrm(dem: Image, *, feature_min: float = 0.0, feature_max: float = 20.0,
+         scaling_factor: int = 2, ve_factor: float = 1.0) -> Image:
+    """Multi-scale relief model (RVT `msrm`): the mean difference of successive mean filters
+    whose radii grow as a power (scaling_factor) from feature_min to feature_max (metres)."""
+    check_dem(dem, "msrm")
+    low = number(feature_min, "feature_min", "msrm")
+    high = number(feature_max, "feature_max", "msrm")
+    power = _whole(scaling_factor, "scaling_factor", "msrm")
+    resolution = abs(pixel_size(dem)[1])
+    if low < 0 or high <= max(low, resolution):
+        raise ParameterError(f"op 'msrm' needs 0 <= feature_min < feature_max and feature_max "
+                             f"larger than the pixel size ({resolution:g} m), not "
+                             f"feature_min={feature_min!r}, feature_max={feature_max!r}")
+    radii = msrm_radii(low, high, power, resolution)  # at least two: floor(a) < ceil(b)
+    return _relief_op(_msrm, dem, "msrm", ve_factor, radii[-1], radii=radii)
+
+
+def _scale(value: tuple[int, int, int], key: str) -> tuple[int, ...]:
+    ok = isinstance(value, (tuple, list)) and len(value) == 3 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    if not ok or not 1 <= value[0] <= value[1] or value[2] < 1:
+        raise ParameterError(f"{key} of op 'mstp' must be (minimum radius, maximum radius, "
+                             f"step) in pixels with 1 <= minimum <= maximum and step >= 1, "
+                             f"not {value!r}")
+    return tuple(range(int(value[0]), int(value[1]) + 1, int(value[2])))
+
+
+@builtin(halo="the largest radius of broad_scale (or of any scale) that the steps reach")
+def mstp(dem: Image, *, local_scale: tuple[int, int, int] = (3, 21, 2),
+         meso_scale: tuple[int, int, int] = (23, 203, 18),
+         broad_scale: tuple[int, int, int] = (223, 2023, 180), lightness: float = 1.2,
+         ve_factor: float = 1.0) -> Image:
+    """Multi-scale topographic position (RVT `mstp`): red, green and blue are the largest
+    deviation from the mean elevation over the broad, meso and local radii (minimum, maximum,
+    step, in pixels), shown as 1 - exp(-lightness |deviation|)."""
+    scales = (_scale(broad_scale, "broad_scale"), _scale(meso_scale, "meso_scale"),
+              _scale(local_scale, "local_scale"))
+    light = number(lightness, "lightness", "mstp", positive=True)
+    margin = max(radii[-1] for radii in scales)
+    return _relief_op(_mstp, dem, "mstp", ve_factor, margin, ("broad", "meso", "local"),
+                      scales=scales, lightness=light)

@@ -72,28 +72,34 @@ class Planned:
 def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
          executor: str | Executor | None = None, workers: int | None = None,
          memory: int | str | None = None, tile: Any = None, overwrite: bool = False,
-         progress: ProgressSpec = None, on_error: str = "stop", block: int | None = None
-         ) -> Report:
+         progress: ProgressSpec = None, on_error: str = "stop",
+         scheduler: Any = None, storage_options: dict[str, Any] | None = None,
+         block: int | None = None) -> Report:
     """Compute `images` tile by tile and write each to its path, in one pass over the tiles.
 
     The format follows each path's suffix: `.tif` (GeoTIFF), `.zarr` (Zarr v3), `.npy`.
     Outputs may be on different grids when they rescale one another (a DEM and its 4x
     rebinning). A run that fails or is killed keeps its finished tiles; the same call again
     resumes it. `on_error="continue"` computes every other tile before reporting the tiles
-    that failed.
+    that failed. `executor="dask"` runs the tiles on a dask cluster: a LocalCluster started for
+    the run, or the one `scheduler=` names (an address, a cluster or a `distributed.Client`).
+    A Zarr output may be in an object store (`s3://bucket/out.zarr`), reached with the
+    credentials and endpoint of the environment or `storage_options=` (fsspec's).
 
-    With no `executor`, threads or processes are chosen by measurement (`plan` says which and
-    why). Each tile's op chain runs in sub-blocks of `block` pixels a side (0: the tile
-    whole; by default the side measured fastest).
+    With no `executor` (nor `scheduler`), threads or processes are chosen by measurement
+    (`plan` says which and why). Each tile's op chain runs in sub-blocks of `block` pixels a
+    side (0: the tile whole; by default the side measured fastest).
     """
-    options = Options.of(executor, workers, memory, tile, overwrite, progress, on_error)
-    with quiet_nan_warnings():
+    options = Options.of(executor, workers, memory, tile, overwrite, progress, on_error,
+                         scheduler, storage_options)
+    with options.running(), quiet_nan_warnings():
         checked = _check(images, paths, options)
         prints = _prints(checked, options)
         finished = _finished(checked, options, prints)
         if finished is not None:
             return finished
-        planned = _plan(checked, options, auto=executor is None, block=block)
+        planned = _plan(checked, options, auto=executor is None and scheduler is None,
+                        block=block)
         return write(planned.pipeline, planned.sinks, planned.plan,
                      dataclasses.replace(options, runner=planned.runner),
                      described=checked.pipeline, prints=prints)
@@ -102,16 +108,18 @@ def save(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[An
 def plan(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[Any], *,
          executor: str | Executor | None = None, workers: int | None = None,
          memory: int | str | None = None, tile: Any = None,
-         overwrite: bool = False, block: int | None = None) -> Planned:
+         overwrite: bool = False, scheduler: Any = None,
+         storage_options: dict[str, Any] | None = None, block: int | None = None) -> Planned:
     """Plan `save(images, paths)` without running it.
 
     The tile shape comes from the usual probe tile; reductions feeding op parameters are
     stood in for by their value on a small central crop, which is enough to measure memory.
     """
-    options = Options.of(executor, workers, memory, tile, overwrite, progress=False)
-    with quiet_nan_warnings():
+    options = Options.of(executor, workers, memory, tile, overwrite, progress=False,
+                         scheduler=scheduler, storage_options=storage_options)
+    with options.running(), quiet_nan_warnings():
         return _plan(_check(images, paths, options, planning=True), options, sample=True,
-                     auto=executor is None, block=block)
+                     auto=executor is None and scheduler is None, block=block)
 
 
 @dataclass(frozen=True)
@@ -137,12 +145,13 @@ def _check(images: Image | Sequence[Image], paths: str | os.PathLike | Sequence[
     outs = [resolve_location(os.fspath(p)) for p in outs]
     unbound = Pipeline.of(imgs)
     grids = unbound.grids  # outputs on unrelated grids are refused before anything else
-    outputs.check(unbound, outs, options.overwrite, planning=planning)
+    outputs.check(unbound, outs, options.overwrite, planning, options.storage_options)
     check_sendable(unbound, options.runner)
     configure_gdal()
     tiles, tile_from = resolve_tile(options.tile, grids.shape, grids.axes), "tile="
     if tiles is None and not options.overwrite:
-        tiles, tile_from = outputs.journaled_tile(outs, grids.shape), "the journal"
+        tiles, tile_from = (outputs.journaled_tile(outs, grids.shape, options.storage_options),
+                            "the journal")
     return _Checked(unbound, outs, tiles, tile_from if tiles is not None else "planned")
 
 
@@ -151,7 +160,8 @@ def _prints(checked: _Checked, options: Options) -> list[dict[str, Any]] | None:
     (hashing input files), for the finished-already check and then for the output pass."""
     if options.overwrite or checked.tile is None:
         return None
-    sinks = outputs.sinks(checked.pipeline, checked.paths, checked.tile)
+    sinks = outputs.sinks(checked.pipeline, checked.paths, checked.tile,
+                          options.storage_options)
     return journal.fingerprints(checked.pipeline, sinks, checked.tile)
 
 
@@ -161,7 +171,8 @@ def _finished(checked: _Checked, options: Options, prints: list[dict[str, Any]] 
     changed one is refused here), found before any reduction sweep or probe runs."""
     if prints is None or not all(prints):  # an output that is not resumable has no print
         return None
-    sinks = outputs.sinks(checked.pipeline, checked.paths, checked.tile)
+    sinks = outputs.sinks(checked.pipeline, checked.paths, checked.tile,
+                          options.storage_options)
     tiles = TileGrid(checked.pipeline.shape, checked.tile)
     states = [journal.state(s, fp, len(tiles), False) for s, fp in zip(sinks, prints,
                                                                        strict=True)]
@@ -183,7 +194,8 @@ def _plan(checked: _Checked, options: Options, sample: bool = False, auto: bool 
         # Lazy values are not computed yet: their stand-ins serve to measure the ops.
         stand_in = Pipeline.of(bind(list(unbound.outputs), sampled)) if reductions else unbound
         measured = probe(stand_in)
-        stand_sinks = outputs.sinks(stand_in, checked.paths, checked.tile)
+        stand_sinks = outputs.sinks(stand_in, checked.paths, checked.tile,
+                                    options.storage_options)
 
         def tile_pixels(runner: Executor) -> int:
             frugal = sizing.Sizing.of(stand_in, stand_sinks, options.budget, runner,
@@ -197,7 +209,7 @@ def _plan(checked: _Checked, options: Options, sample: bool = False, auto: bool 
     reducing = dataclasses.replace(options, tile=None)
     pipeline = Pipeline.of(bind(list(unbound.outputs),
                                 sampled if sample else resolver(reducing)))
-    sinks = outputs.sinks(pipeline, checked.paths, checked.tile)
+    sinks = outputs.sinks(pipeline, checked.paths, checked.tile, options.storage_options)
     reason = choice.reason if choice is not None else ""
     try:
         planned = _fit(pipeline, sinks, options, checked, block, measured)
@@ -227,11 +239,16 @@ def sub_block(block: int | None) -> int | str | None:
 
 
 def compute(image: Image, *, executor: str | Executor | None = None, workers: int | None = None,
-            memory: int | str | None = None, tile: Any = None, block: int | None = None
-            ) -> np.ndarray:
+            memory: int | str | None = None, tile: Any = None,
+            scheduler: Any = None, block: int | None = None) -> np.ndarray:
     """The whole image as a NumPy array, computed tile by tile."""
-    options = Options.of(executor, workers, memory, tile, progress=False)
-    budget = options.budget
+    options = Options.of(executor, workers, memory, tile, progress=False, scheduler=scheduler)
+    with options.running():
+        return _compute(image, options, executor is None and scheduler is None, block)
+
+
+def _compute(image: Image, options: Options, auto: bool, block: int | None) -> np.ndarray:
+    budget, tile = options.budget, options.tile
     if image.nbytes > budget // 2:
         raise BudgetError(
             f"the result is {image.nbytes / 2**20:.1f} MiB, more than half the memory budget "
@@ -244,7 +261,7 @@ def compute(image: Image, *, executor: str | Executor | None = None, workers: in
         configure_gdal()
         pipeline = Pipeline.of(bind([image], resolver(dataclasses.replace(options, tile=None))))
         measured = None
-        if executor is None:
+        if auto:
             measured = probe(pipeline)
 
             def tile_pixels(runner: Executor) -> int:
@@ -265,11 +282,12 @@ def compute(image: Image, *, executor: str | Executor | None = None, workers: in
 
 def evaluate(values: Sequence[Value], *, executor: str | Executor | None = None,
              workers: int | None = None, memory: int | str | None = None, tile: Any = None,
-             progress: ProgressSpec = False) -> list[Any]:
+             progress: ProgressSpec = False, scheduler: Any = None) -> list[Any]:
     """The results of lazy values, computing every reduction they need in shared sweeps."""
-    options = Options.of(executor, workers, memory, tile, progress=progress)
+    options = Options.of(executor, workers, memory, tile, progress=progress,
+                         scheduler=scheduler)
     configure_gdal()
-    with quiet_nan_warnings():
+    with options.running(), quiet_nan_warnings():
         results = resolve([v.reduction for v in values], options)
     return [v.select(results[v.reduction]) for v in values]
 

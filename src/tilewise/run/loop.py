@@ -1,11 +1,13 @@
 """One sweep of tile jobs on an executor, with progress, and the caches cleaned up after.
 
 Both passes of a run use it: the reduction sweeps and the output pass. A worker that dies is
-reported here as a `WorkerLostError` naming the tiles it took with it.
+reported here as a `WorkerLostError` naming the tiles it took with it. Where the executor says
+where to watch the run (a dask dashboard), that line goes to stderr unless progress is off.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +15,7 @@ from ..errors import UnpicklableFunctionError, WorkerLostError
 from ..executors import Executor, WorkerLost, check_picklable
 from ..graph import OpNode
 from ..io import blocks as block_reads
+from ..io import handles
 from ..pipeline import Pipeline
 from ..plan import Job, Plan
 from .progress import ProgressSpec, Reporter
@@ -25,6 +28,9 @@ def drive(pipeline: Pipeline, plan: Plan, runner: Executor,
     """Run `make_work(pipeline)` on every job (all of `plan`'s by default)."""
     if runner.capabilities.shared_memory_inputs:
         pipeline = pipeline.with_sources(lambda source: source.for_processes())
+    notice = runner.notice()
+    if notice and progress is not False:
+        print(notice, file=sys.stderr, flush=True)
     report = Reporter(progress, len(plan) if total is None else total, what)
     jobs = plan.jobs() if jobs is None else jobs
     try:
@@ -37,7 +43,8 @@ def drive(pipeline: Pipeline, plan: Plan, runner: Executor,
         raise lost_error(lost, f"while computing tile(s) {tiles}") from None
     finally:
         report.close()
-        block_reads.cache.clear()
+        forget_caches()
+        runner.each_worker(forget_caches)
         for node in pipeline.sources:
             node.source.release()
 
@@ -46,6 +53,13 @@ def lost_error(lost: WorkerLost, doing: str) -> WorkerLostError:
     """A lost worker in words: which executor, how it died, what it was doing."""
     return WorkerLostError(f"a worker of the {lost.executor} executor died ({lost.detail}) "
                            f"{doing}")
+
+
+def forget_caches() -> None:
+    """Drop a process's decoded blocks and open stores after a sweep: a cluster's workers
+    outlive the run, and an input may change before the next one."""
+    block_reads.cache.clear()
+    handles.clear()
 
 
 def check_sendable(pipeline: Pipeline, runner: Executor) -> None:

@@ -39,6 +39,11 @@ BLOCK_ALIGN_LIMIT = 4
 #: Bytes per output byte a worker holds while it writes a tile: the chunks cut out of the tile,
 #: and their compressed forms (measured for Zarr with `tracemalloc`).
 ENCODE_COPIES = 2
+#: Resident memory of a cluster's worker process before its first tile (interpreter, NumPy,
+#: SciPy, GDAL, dask.distributed), for workers this process cannot measure.
+REMOTE_WORKER_BASELINE = 128 * 1024 * 1024
+#: Blocks beside a tile that its side halo decodes, kept for its neighbour (see `halo_blocks`).
+SIDE_BLOCKS = 4
 #: `block=` for a side chosen by measurement.
 MEASURE = "measure"
 
@@ -54,6 +59,20 @@ def unit(pipeline: Pipeline, sinks: Sequence[Sink]) -> tuple[int, ...]:
                  for u, b in zip(chunks, blocks, strict=True))
 
 
+def halo_blocks(pipeline: Pipeline) -> int:
+    """Bytes of the blocks that halos only graze and tiles share: for each file, a layer of
+    blocks across the image (those a row of tiles' bottom halo decodes for the next row) and
+    `SIDE_BLOCKS` more (those a tile's side halo decodes for its neighbour)."""
+    total = 0
+    for node in pipeline.sources:
+        source = node.source
+        if source.paths:
+            layer = math.prod(-(-n // b) for n, b in zip(source.shape[1:], source.blocks[1:],
+                                                        strict=True))
+            total += (layer + SIDE_BLOCKS) * math.prod(source.blocks) * source.dtype.itemsize
+    return total
+
+
 def fixed_costs(pipeline: Pipeline, sinks: Sequence[Sink], runner: Executor, budget: int
                 ) -> tuple[Costs, int]:
     """What the run's processes hold now, measured, and what their caches will hold; and the
@@ -64,18 +83,24 @@ def fixed_costs(pipeline: Pipeline, sinks: Sequence[Sink], runner: Executor, bud
     library_cache = max((n.source.cache_bytes for n in pipeline.sources), default=0)
     # Each sink keeps its own (a COG's overview strips); a sum overestimates GDAL's one cache.
     writer_cache = sum(s.cache_bytes for s in sinks)
-    read_cache = min(block_reads.CAPACITY, budget // (8 * max(readers, 1)))
+    read_cache = min(block_reads.CAPACITY, budget // (8 * max(readers, 1)),
+                     halo_blocks(pipeline))
     shared = sum(n.source.array.nbytes for n in pipeline.sources
                  if runner.capabilities.shared_memory_inputs
                  and getattr(n.source, "array", None) is not None)
+    caches = ("for caches", (library_cache + read_cache) * readers + writer_cache)
+    if runner.capabilities.remote_workers:
+        # Workers that may be on other machines hold what their own memory limits say (the
+        # budget is theirs, see `options`); their interpreters are not this process tree's.
+        return Costs(((f"for {extra} worker processes, estimated",
+                       REMOTE_WORKER_BASELINE * extra), caches)), read_cache
     name = f"the driver and {extra} worker processes" if extra else "the driver process"
     parts = [(f"for {name}, resident now", resident.tree())]
     if extra and not runner.started:
         parts = [("for the driver process, resident now", parts[0][1]),
                  (f"for {extra} worker processes, estimated",
                   resident.workers_estimate(extra))]
-    return Costs((*parts, ("for caches", (library_cache + read_cache) * readers + writer_cache),
-                  ("for inputs in shared memory", shared))), read_cache
+    return Costs((*parts, caches, ("for inputs in shared memory", shared))), read_cache
 
 
 @dataclass(frozen=True)
@@ -103,12 +128,13 @@ class Sizing:
     def plan(self, side: int | None, fixed: Costs) -> Plan:
         """The largest tile that fits with sub-blocks of `side` besides `fixed`."""
         sinks, pixels = self.sinks, math.prod(self.pipeline.shape)
-        single = [s for s in sinks if not s.parallel_writes]
+        remote = self.runner.capabilities.remote_workers
+        single = [s for s in sinks if not s.written_by_workers(remote)]
         # A result sent back from a worker process exists twice while it is in transit.
         copies = 2 if self.runner.capabilities.copies_results else 1
         out_bytes = copies * sum(s.dtype.itemsize * math.prod(s.shape) / pixels for s in single)
         writes = ENCODE_COPIES * sum(s.dtype.itemsize * math.prod(s.shape) / pixels
-                                     for s in sinks if s.parallel_writes)
+                                     for s in sinks if s.written_by_workers(remote))
         return choose(self.pipeline, probe=self.probe, unit=unit(self.pipeline, sinks),
                       budget=self.budget, workers=self.runner.workers,
                       queued=self.runner.workers if single else 0,

@@ -56,6 +56,8 @@ class TileWork:
     keep_going: bool = False
     #: Per output, the tiles it has already (when outputs' journals differ after a crash).
     done: tuple[np.ndarray | None, ...] = ()
+    #: Workers may be on other machines: write only what they may, and make it durable here.
+    remote: bool = False
 
     def __call__(self, job: Job) -> tuple[np.ndarray | None, ...] | Failed:
         try:
@@ -70,8 +72,10 @@ class TileWork:
             if sink is None or box.size == 0 or (self.done and self.done[i] is not None
                                                  and self.done[i][job.flat]):
                 out.append(None)
-            elif sink.parallel_writes:
+            elif sink.written_by_workers(self.remote):
                 retrying(sink.write, box, array)
+                if self.remote:
+                    sink.sync(box)
                 out.append(None)
             else:
                 out.append(array)

@@ -42,11 +42,11 @@ def write(pipeline: Pipeline, sinks: Sequence[Sink], plan: Plan, options: Option
     caller computed them already.
     """
     started = time.perf_counter()
-    journals: dict[int, journal.Journal] = {}
+    journals: dict[int, journal.Journal | journal.StoreJournal] = {}
     try:
         for i, sink in enumerate(sinks):
             if sink.resumable:  # locked before anything is decided or touched
-                journals[i] = journal.Journal(journal.path_of(sink.path))
+                journals[i] = journal.held(sink)
         prints = prints or journal.fingerprints(described or pipeline, sinks, plan.grid.tile)
         tiles = OutputPass(pipeline, tuple(sinks), plan, options, journals, prints).run()
     finally:
@@ -62,7 +62,8 @@ class OutputPass:
     """One pass over the tiles for the outputs that need it."""
 
     def __init__(self, pipeline: Pipeline, sinks: tuple[Sink, ...], plan: Plan,
-                 options: Options, journals: dict[int, journal.Journal],
+                 options: Options,
+                 journals: dict[int, journal.Journal | journal.StoreJournal],
                  prints: list[dict[str, Any]]) -> None:
         self.pipeline, self.sinks, self.plan, self.options = pipeline, sinks, plan, options
         self.journals = journals
@@ -140,15 +141,18 @@ class OutputPass:
         n = len(self.sinks)
         # Outputs whose journals agree need no mask (the usual case: no copies to workers).
         agree = all((states[i].done == states[j].done).all() for i in writing for j in writing)
+        remote = self.options.runner.capabilities.remote_workers
         work = functools.partial(
             TileWork, sinks=tuple(self.sinks[i] if i in writing else None for i in range(n)),
             read_cache=self.plan.read_cache, block=self.plan.block,
             keep_going=self.options.keep_going,
             done=() if agree else tuple(states[i].done if i in writing else None
-                                        for i in range(n)))
+                                        for i in range(n)), remote=remote)
+        # Remote workers report a tile once their writes are durable: no fsync here for them.
+        durable = {i for i in writing if remote and self.sinks[i].written_by_workers(True)}
         self.recorder = Recorder({i: self.sinks[i] for i in writing}, self.journals,
                                  self.finishers, {i: states[i].done for i in writing},
-                                 self.options.runner.workers)
+                                 self.options.runner.workers, durable)
         jobs = (job for job in self.plan.jobs() if self.todo[job.flat])
         try:
             drive(self.pipeline, self.plan, self.options.runner, work, self._written,
