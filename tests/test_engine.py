@@ -179,7 +179,7 @@ def test_chosen_tiles_cover_whole_zarr_chunks(tmp_path):
 def test_tile_shape_follows_the_budget(tmp_path):
     img = tw.map(np.negative, tw.open(np.zeros((8192, 8192), "float32")), margin=2)
     small = tw.save(img, tmp_path / "a.npy", memory=above_resident("24MiB"), workers=2)
-    large = tw.save(img, tmp_path / "b.npy", memory="4GiB", workers=2)
+    large = tw.save(img, tmp_path / "b.npy", memory=above_resident("4GiB"), workers=2)
     assert np.prod(list(small.tile.values())) < np.prod(list(large.tile.values()))
 
 
@@ -267,5 +267,5 @@ def test_the_probe_does_not_charge_what_an_op_does_once_per_process(tmp_path):
         return a + 1
 
     img = tw.map(first_call_allocates, tw.open(np.zeros((1024, 1024))))
-    planned = plan(img, tmp_path / "out.zarr", executor="serial", memory="1GiB")
+    planned = plan(img, tmp_path / "out.zarr", executor="serial", memory=above_resident("1GiB"))
     assert planned.plan.bytes_per_pixel < 100

@@ -85,7 +85,7 @@ def test_planned_tiles_cover_whole_chunks_of_every_grid(tmp_path):
     four = tw.op(lambda x: x.reshape(x.shape[0] // 4, 4, x.shape[1] // 4, 4).mean((1, 3)),
                  factor=4, shape=lambda s: (s["y"] // 4, s["x"] // 4), name="mean4")
     report = tw.save([tw.open(a), four(tw.open(a))], [tmp_path / "f.zarr", tmp_path / "c.zarr"],
-                     memory="2GiB", workers=2)
+                     memory=above_resident("2GiB"), workers=2)
     chunks = zarr.open_array(tmp_path / "c.zarr").chunks
     assert all(t % (4 * c) == 0 or t == n for t, c, n in
                zip(report.tile.values(), chunks, a.shape, strict=True))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from conftest import data_path
+from conftest import above_resident, data_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opslib import correlate
@@ -193,7 +193,8 @@ def test_tiles_per_axis_follow_source_blocks_and_output_chunks(tmp_path):
                           dtype="uint16", dimension_names=list("tczyx"))
     z[...] = 7
     image = ops.gaussian(tw.open(str(store)), sigma={"z": 1.0, "y": 2.0, "x": 2.0})
-    planned = plan(image, tmp_path / "out.ome.zarr", memory="512MiB", workers=2)
+    planned = plan(image, tmp_path / "out.ome.zarr", memory=above_resident("512MiB"),
+                   workers=2)
     tile = dict(zip("tczyx", planned.plan.grid.tile, strict=True))
     # Source blocks of 3 planes, output chunks of 4: tiles of 12; y and x whole (300 < 768,
     # the least multiple of both 96 and 256).

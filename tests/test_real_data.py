@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import rasterio
-from conftest import data_path
+from conftest import above_resident, data_path
 from scipy import ndimage
 
 import tilewise as tw
@@ -41,7 +41,7 @@ def test_srtm_chain_to_geotiff(tmp_path, executor):
     s = tw.map(smooth, dem, margin=4)
     out = tw.map(slope, s, margin=1, dtype="float32")
     tw.save([s, out], [tmp_path / "s.tif", tmp_path / "slope.zarr"], executor=executor,
-            workers=2, memory="1GiB", tile=1024)
+            workers=2, memory=above_resident("1GiB"), tile=1024)
     whole_s = smooth(read(path))
     np.testing.assert_array_equal(read(tmp_path / "s.tif"), whole_s, strict=True)
     got = tw.open(tmp_path / "slope.zarr").compute()

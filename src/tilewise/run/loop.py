@@ -59,6 +59,7 @@ def forget_caches() -> None:
     """Drop a process's decoded blocks and open stores after a sweep: a cluster's workers
     outlive the run, and an input may change before the next one."""
     block_reads.cache.clear()
+    block_reads.cache.capacity = block_reads.CAPACITY  # a run sets its own
     handles.clear()
 
 

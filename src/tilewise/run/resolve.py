@@ -22,6 +22,7 @@ from . import sizing
 from .loop import check_sendable, drive
 from .options import Options
 from .outputs import values
+from .resident import tree
 from .tilejob import ReduceWork
 
 #: Pixels per axis of the crop whose reductions stand in for the real ones when planning.
@@ -103,7 +104,8 @@ def _sweep(members: list[tuple[Reduction, Image]], options: Options) -> None:
 def sampled(reductions: Sequence[Reduction]) -> dict[Reduction, Any]:
     """Stand-ins for reduction results: each computed on a small central crop of its image."""
     out = {}
-    serial = Options(get_executor("serial", 1), 2**30, progress=False)
+    # A small crop: a gigabyte above what this process holds is plenty.
+    serial = Options(get_executor("serial", 1), tree() + 2**30, progress=False)
     for red in reductions:
         shape, axes = red.image.shape, red.image.axes
         crop = tuple(slice(None) if a in UNSPLIT else

@@ -31,7 +31,7 @@ class Failed:
     message: str
 
 
-def compute_tile(pipeline: Pipeline, read_cache: int, block: int | None, job: Job
+def compute_tile(pipeline: Pipeline, read_cache: int, job: Job, block: int | None = None
                  ) -> tuple[np.ndarray, ...]:
     """Every output on the job's tile, the op chain run in sub-blocks of side `block`."""
     # Each process sizes its cache of decoded halo blocks the same way, from the plan.
@@ -61,7 +61,7 @@ class TileWork:
 
     def __call__(self, job: Job) -> tuple[np.ndarray | None, ...] | Failed:
         try:
-            arrays = compute_tile(self.pipeline, self.read_cache, self.block, job)
+            arrays = compute_tile(self.pipeline, self.read_cache, job, self.block)
         except TileError as exc:
             if self.keep_going:
                 return Failed(str(exc))
@@ -92,7 +92,7 @@ class ReduceWork:
     block: int | None = None
 
     def __call__(self, job: Job) -> tuple[Any, ...]:
-        arrays = compute_tile(self.pipeline, self.read_cache, self.block, job)
+        arrays = compute_tile(self.pipeline, self.read_cache, job, self.block)
         return tuple(kernel(arrays[i], job.boxes[i]) for i, kernel in self.kernels)
 
 
