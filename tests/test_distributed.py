@@ -47,12 +47,23 @@ def pipeline():
     return [relief, relief, ops.stretch(smooth)]  # stretch: percentiles computed first
 
 
-def test_outputs_equal_the_local_executors_bit_for_bit(tmp_path, dask_client):
+def on_cluster(client, batch):
+    """Options for the dask executor on `client`: tiles batched by measured time (None) or
+    `batch` tiles a task."""
+    if batch is None:
+        return {"executor": "dask", "scheduler": client}
+    return {"executor": DaskExecutor(scheduler=client, batch=batch)}
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+def test_outputs_equal_the_local_executors_bit_for_bit(tmp_path, dask_client, batch):
+    """GeoTIFF tiles sent back to the driver, Zarr written by the workers, percentiles reduced
+    on the cluster: the same bytes, whether tiles go one or several a task."""
     os.makedirs(tmp_path / "threads")
     os.makedirs(tmp_path / "dask")
     _, local = outputs(pipeline(), str(tmp_path / "threads"), executor="threads", workers=2)
-    report, remote = outputs(pipeline(), str(tmp_path / "dask"), executor="dask",
-                             scheduler=dask_client)
+    report, remote = outputs(pipeline(), str(tmp_path / "dask"),
+                             **on_cluster(dask_client, batch))
     assert report.executor == "dask" and report.workers == 2 and report.tiles == 4 * 4
     for (a, meta_a), (b, meta_b) in zip(local, remote, strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
@@ -71,16 +82,40 @@ def killing(a, *, marker, tile):
     return a * 2
 
 
-def test_a_worker_killed_mid_run_costs_only_its_tiles(tmp_path, dask_client):
+@pytest.mark.parametrize("batch", [1, 4])
+def test_a_worker_killed_mid_run_costs_only_its_tiles(tmp_path, dask_client, batch):
+    """With 4 tiles a task, tile (1, 1) is the second of its task (tiles 8 to 11): the worker
+    dies after writing tile 8, and the task runs again whole on another worker."""
     marker = str(tmp_path / "killed")
     image = tw.map(killing, ops.gaussian(dem(), sigma=1.0), marker=marker)
-    report = tw.save(image, tmp_path / "out.zarr", tile=64, executor="dask",
-                     scheduler=dask_client, progress=False)
+    report = tw.save(image, tmp_path / "out.zarr", tile=64, progress=False,
+                     **on_cluster(dask_client, batch))
     assert os.path.exists(marker)  # a worker did die
     assert report.tiles == 7 * 8 and report.resumed == 0
+    records = [int(line) for line in (tmp_path / "out.zarr.journal").read_text().split()
+               if line.isdigit()]
+    assert sorted(records) == list(range(7 * 8))  # each tile journaled once
     expected = ops.gaussian(dem(), sigma=1.0).compute(executor="serial") * 2
     assert np.array_equal(zarr.open_array(tmp_path / "out.zarr")[:], expected)
     dask_client.wait_for_workers(2, timeout=60)  # the nanny replaced it
+
+
+def test_tiles_per_task_follow_the_measured_time_and_the_workers_memory():
+    batches = dask_executor.Batches(result_bytes=2**20)
+    assert batches.size() == 1  # until a task reports its time
+    batches.report(dask_executor.Done([None] * 10, 10 * 1e-3, 0))
+    assert batches.size() == round(dask_executor.TASK_SECONDS / 1e-3)
+    batches.report(dask_executor.Done([None] * 10, 10 * 1e-3, 10 * 2**17))  # smoothed
+    assert batches.size() == 2**20 // 2**16  # results of a task fit their share of memory
+    fast = dask_executor.Batches()
+    fast.report(dask_executor.Done([None] * 10, 0.0, 0))
+    assert fast.size() == dask_executor.MAX_BATCH
+    slow = dask_executor.Batches()
+    slow.report(dask_executor.Done([None], 3.0, 2**30))
+    assert slow.size() == 1
+    assert dask_executor.Batches(fixed=5).size() == 5
+    with pytest.raises(tw.ParameterError, match="batch must be a positive integer"):
+        DaskExecutor(batch=0)
 
 
 def always_killing(a, *, tile):
@@ -127,7 +162,7 @@ def test_a_100000_tile_run_keeps_few_tasks_on_the_scheduler(tmp_path, dask_clien
 
     with pytest.raises(Stop):
         tw.save(image, tmp_path / "out.zarr", tile=2, scheduler=dask_client, progress=watch)
-    bound = 2 * TASKS_PER_THREAD * 2 + 1  # the tiles in flight, those just released, the work
+    bound = 2 * TASKS_PER_THREAD * 2 + 1  # the tasks in flight, those just released, the work
     assert held and max(held) <= bound, held
     done = tw.save(image, tmp_path / "small.zarr", tile=100, scheduler=dask_client,
                    progress=False)
@@ -177,8 +212,8 @@ def test_the_command_line_runs_on_a_scheduler_address(tmp_path, dask_client, cap
         "outputs: {smooth: out/smooth.zarr}\n"
         f"run: {{executor: dask, scheduler: '{dask_client.scheduler.address}', tile: 1024}}\n")
     assert cli(["plan", str(pipeline_file)]) == 0
-    assert f"executor   dask x 2, at most {2 * TASKS_PER_THREAD} tiles in flight" \
-        in capsys.readouterr().out
+    assert f"executor   dask x 2, at most {2 * TASKS_PER_THREAD} tasks in flight, each of " \
+        "the tiles that take about" in capsys.readouterr().out
     assert cli(["run", str(pipeline_file)]) == 0
     err = capsys.readouterr().err
     assert f"dask cluster {dask_client.scheduler.address}, 2 workers" in err

@@ -24,6 +24,8 @@ def describe(planned: Planned) -> list[str]:
     halo = _halo(planned)
     chosen = ", kept from the journal of an earlier run" if planned.tile_from == "the journal" \
         else ""
+    speed = plan.speed.seconds_per_pixel if plan.speed is not None else 0.0
+    batching = planned.runner.batching(speed * math.prod(grid.tile) or None)
     lines = [
         f"image      {' x '.join(map(str, shape))}  axes {''.join(pipeline.axes)}",
         *(f"{'':<10} output {os.path.basename(s.path)}: {' x '.join(map(str, s.shape))}  "
@@ -36,7 +38,8 @@ def describe(planned: Planned) -> list[str]:
         f"{format_bytes(planned.budget)} budget ({plan.costs})",
         f"compute    {_blocks(planned)}",
         f"executor   {planned.runner.name} x {planned.runner.workers}, "
-        f"at most {planned.runner.in_flight(plan.in_flight)} tiles in flight"
+        f"at most {planned.runner.in_flight(plan.in_flight)} "
+        + (f"tasks in flight, {batching}" if batching else "tiles in flight")
         + (f" (chosen: {planned.executor_reason})" if planned.executor_reason else ""),
     ]
     step = 0

@@ -76,6 +76,11 @@ class Executor(ABC):
         executor keeps more queued, which hold no tile memory until they start)."""
         return allowed
 
+    def batching(self, seconds_per_job: float | None) -> str:
+        """How jobs are grouped into the executor's tasks, for `plan` ("": one job a task);
+        `seconds_per_job` is the driver's estimate, if it has one."""
+        return ""
+
     def memory_per_worker(self) -> int | None:
         """Bytes each worker may use, where the workers themselves say (a cluster's
         `memory_limit / nthreads`); None: the driver's budget decides."""

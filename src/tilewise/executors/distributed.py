@@ -2,43 +2,79 @@
 any cluster a scheduler address, a cluster object or a `Client` reaches (dask-jobqueue,
 Kubernetes, a cloud service).
 
-One job is one task, and the scheduler never sees a graph of all of them: jobs are submitted
-in batches (one message per batch) and refilled from `as_completed` as they finish, with at
-most `TASKS_PER_THREAD` per worker thread in flight (or the driver's `in_flight`, if larger).
-Tasks waiting in a queue hold no tile memory; a worker thread runs one at a time. The work
-object (paths, options, the cloudpickled pipeline) is scattered once per sweep with a replica
-on every worker, so a dead worker takes no only copy with it, and each task receives it by
-reference with its job.
+The scheduler never sees a graph of all jobs: tasks are submitted in groups (one message per
+group) and refilled from `as_completed` as they finish, with at most `TASKS_PER_THREAD` per
+worker thread in flight (or the driver's `in_flight`, if larger). Tasks waiting in a queue hold
+no tile memory; a worker thread runs one at a time. One task runs a batch of jobs, one after
+the other: a task costs dask milliseconds (messages, state transitions, the worker's thread
+pool), more than a small tile takes, so each task is given as many jobs as take about
+`TASK_SECONDS` by the workers' own measured time per job (one job a task until a first time is
+measured, so that the first tile finishes as soon as it can), at most `MAX_BATCH`, and no more
+than whose results fit `RESULT_SHARE` of a worker thread's memory. The work object (paths,
+options, the cloudpickled pipeline) is scattered once per sweep with a replica on every worker,
+so a dead worker takes no only copy with it, and each task receives it by reference.
 
-Worker loss costs only its tasks: dask reschedules a task whose worker died; a task that
-killed `distributed.scheduler.allowed-failures` workers (`KilledWorker`) is resubmitted up to
-`RETRIES` more times before the run ends with `WorkerLost`. A lost scheduler or a closed client
-ends the run with `ClusterLostError`; the journal keeps every tile reported before.
+Worker loss costs only its tasks: dask reschedules a task whose worker died, and the batch is
+run again whole (a job reports its results only with its batch, so none is recorded twice or
+before its worker said it was written). A task that killed
+`distributed.scheduler.allowed-failures` workers (`KilledWorker`) is resubmitted one job a task,
+each up to `RETRIES` more times before the run ends with `WorkerLost` naming the job that keeps
+killing workers. A lost scheduler or a closed client ends the run with `ClusterLostError`; the
+journal keeps every tile reported before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import math
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from dask.sizeof import sizeof
+
+from ..axes import count
 from ..errors import ClusterLostError, ParameterError
 from .base import Capabilities, Executor, WorkerLost, default_workers
 
 #: Tasks in flight per worker thread: enough that a worker never waits for the round trip to
-#: the client between two tiles.
+#: the client between two tasks.
 TASKS_PER_THREAD = 8
-#: Resubmissions of a tile whose task dask gave up on (`KilledWorker`) before the run does.
+#: Seconds of work a task is given (by the workers' measured time per job): long enough that
+#: dask's own cost of a task (3 to 9 ms on a loaded 2-core machine) is a few percent of it,
+#: short enough that a lost worker, or the last task of a run, costs little.
+TASK_SECONDS = 0.1
+#: Jobs per task at most: bounds the message that carries them, and what is redone when a
+#: worker dies mid-task even for jobs measured as taking no time.
+MAX_BATCH = 256
+#: A task's results (held on the worker until its last job is done, then in transit to the
+#: driver) take at most this share of a worker thread's memory (`memory_limit / nthreads`),
+#: beside the tile it computes, and at most `MAX_RESULT_BYTES`.
+RESULT_SHARE = 8
+MAX_RESULT_BYTES = 64 * 2**20
+#: Weight of the newest task's time per job in the running estimate.
+SMOOTHING = 0.5
+#: Resubmissions of a job whose task dask gave up on (`KilledWorker`) before the run does.
 RETRIES = 2
 #: Seconds to wait for a first worker to join a cluster that has none yet (an adaptive or
 #: job-queue cluster whose jobs are still queued).
 WAIT_FOR_WORKERS = 300
 #: Why dask cancels every future when the client loses its scheduler.
 CONNECTION_LOST = "scheduler-connection-lost"
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a task sends back: each job's result, in order, the seconds the jobs took
+    together and the bytes of their results."""
+
+    results: list[Any]
+    seconds: float
+    nbytes: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,22 +85,69 @@ class _Payload:
     work: Callable[[Any], Any]
     filters: tuple[Any, ...]
 
-    def __call__(self, job: Any) -> Any:
+    def __call__(self, jobs: list[Any]) -> Done:
         missing = [f for f in self.filters if f not in warnings.filters]
         if missing:
             warnings.filters[:0] = missing
-        return self.work(job)
+        started = time.perf_counter()
+        results = [self.work(job) for job in jobs]
+        return Done(results, time.perf_counter() - started, sizeof(results))
 
 
-def _call(payload: _Payload, job: Any) -> Any:
-    return payload(job)
+def _call(payload: _Payload, jobs: list[Any]) -> Done:
+    return payload(jobs)
+
+
+class Batches:
+    """How many jobs the next task gets: `fixed`, or as many as take `TASK_SECONDS` by the
+    time per job measured so far (one until a task has reported), no more than `MAX_BATCH`
+    nor than whose results fit `result_bytes`."""
+
+    def __init__(self, fixed: int | None = None, result_bytes: int = MAX_RESULT_BYTES) -> None:
+        self.fixed = fixed
+        self.result_bytes = result_bytes
+        #: Seconds and result bytes per job, smoothed over the tasks reported; None before.
+        self.seconds: float | None = None
+        self.nbytes = 0.0
+
+    @property
+    def measured(self) -> bool:
+        return self.fixed is not None or self.seconds is not None
+
+    def size(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        if self.seconds is None:
+            return 1
+        jobs = min(MAX_BATCH, math.ceil(TASK_SECONDS / max(self.seconds, 1e-9)))
+        if self.nbytes:
+            jobs = min(jobs, int(self.result_bytes // self.nbytes))
+        return max(1, jobs)
+
+    def report(self, done: Done) -> None:
+        """Take a finished task's times and sizes into the estimate."""
+        jobs = max(1, len(done.results))
+        seconds, nbytes = done.seconds / jobs, done.nbytes / jobs
+        if self.seconds is None:
+            self.seconds, self.nbytes = seconds, nbytes
+        else:
+            self.seconds += SMOOTHING * (seconds - self.seconds)
+            self.nbytes += SMOOTHING * (nbytes - self.nbytes)
+
+
+def batch_size(seconds_per_job: float) -> int:
+    """Jobs per task for jobs of `seconds_per_job` (results aside): what `plan` shows."""
+    batches = Batches()
+    batches.seconds = seconds_per_job
+    return batches.size()
 
 
 class DaskExecutor(Executor):
     """Tiles as tasks on a dask cluster; `scheduler` is None (start a `LocalCluster` of
     `workers` processes with `threads_per_worker` threads each, closed with the executor),
     an address (`tcp://host:8786`), a cluster object (`SLURMCluster`, `LocalCluster`) or a
-    `distributed.Client`. `workers` counts worker threads once connected."""
+    `distributed.Client`. `workers` counts worker threads once connected. `batch` fixes the
+    tiles per task (by default sized to the workers' measured time, see `Batches`)."""
 
     name = "dask"
     capabilities = Capabilities(pickles_work=True, process_per_worker=True,
@@ -72,7 +155,8 @@ class DaskExecutor(Executor):
                                 remote_workers=True)
 
     def __init__(self, workers: int | None = None, scheduler: Any = None, *,
-                 threads_per_worker: int = 1, memory_limit: int | str = "auto") -> None:
+                 threads_per_worker: int = 1, memory_limit: int | str = "auto",
+                 batch: int | None = None) -> None:
         if scheduler is not None and workers is not None:
             raise ParameterError(
                 f"workers={workers!r} sizes the LocalCluster tilewise starts; the cluster at "
@@ -84,6 +168,7 @@ class DaskExecutor(Executor):
         self.scheduler = scheduler
         self.threads_per_worker = threads_per_worker
         self.memory_limit = memory_limit
+        self.batch = None if batch is None else count(batch, "batch", ParameterError, least=1)
         self._client: Any = None
         self._cluster: Any = None
         self._owns_client = False
@@ -143,6 +228,14 @@ class DaskExecutor(Executor):
     def in_flight(self, allowed: int) -> int:
         return max(allowed, TASKS_PER_THREAD * self.workers)
 
+    def batching(self, seconds_per_job: float | None) -> str:
+        if self.batch is not None:
+            return f"{self.batch} tiles a task (batch=)"
+        guess = "" if not seconds_per_job else \
+            f"; about {batch_size(seconds_per_job)} by the measured speed"
+        return (f"each of the tiles that take about {TASK_SECONDS:g} s on the workers (1 until "
+                f"timed, at most {MAX_BATCH}{guess})")
+
     def memory_per_worker(self) -> int | None:
         """The smallest `memory_limit / nthreads` of the cluster's workers (a worker thread
         runs one tile at a time); None when a worker has no limit."""
@@ -168,40 +261,53 @@ class DaskExecutor(Executor):
 
         client = self.client
         # Threads now, not when connected: an adaptive cluster may have grown.
-        limit = max(in_flight, TASKS_PER_THREAD * sum(client.nthreads().values()))
+        threads = sum(client.nthreads().values())
+        limit = max(in_flight, TASKS_PER_THREAD * threads)
+        memory = self.memory_per_worker()
+        batches = Batches(self.batch, min(MAX_RESULT_BYTES, (memory or 2**62) // RESULT_SHARE))
         payload = _Payload(work, tuple(warnings.filters))
         scattered = [self._scatter(payload)]
         prefix = f"tilewise-{uuid.uuid4().hex[:8]}"
         numbers = itertools.count()
-        pending: dict[Any, tuple[Any, int]] = {}
+        pending: dict[Any, list[tuple[Any, int]]] = {}
         finished = as_completed(loop=client.loop, with_results=True, raise_errors=False)
         source = iter(jobs)
 
-        def submit(batch: list[tuple[Any, int]]) -> None:
-            keys = [(prefix, next(numbers)) for _ in batch]
+        def submit(tasks: list[list[tuple[Any, int]]]) -> None:
+            keys = [(prefix, next(numbers)) for _ in tasks]
             try:
-                futures = client.map(_call, [scattered[0]] * len(batch),
-                                     [job for job, _ in batch], key=keys, pure=False)
+                futures = client.map(_call, [scattered[0]] * len(tasks),
+                                     [[job for job, _ in task] for task in tasks], key=keys,
+                                     pure=False)
             except Exception as exc:  # a closed client raises from submission
                 raise self._lost(exc) from None
-            pending.update(zip(futures, batch, strict=True))
+            pending.update(zip(futures, tasks, strict=True))
             finished.update(futures)
 
         def refill() -> None:
-            batch = list(itertools.islice(source, limit - len(pending)))
-            if batch:
-                submit([(job, 0) for job in batch])
+            # Until a task has reported its time, one single job per thread: the first
+            # tiles finish as soon as they can, and time the next tasks' batches.
+            room = limit if batches.measured else threads
+            tasks = []
+            while len(pending) + len(tasks) < room:
+                task = [(job, 0) for job in itertools.islice(source, batches.size())]
+                if not task:
+                    break
+                tasks.append(task)
+            if tasks:
+                submit(tasks)
 
         try:
             refill()
             for future, result in finished:
-                job, attempt = pending.pop(future)
+                task = pending.pop(future)
                 if future.status == "finished":
-                    yield job, result
+                    batches.report(result)
+                    yield from zip((job for job, _ in task), result.results, strict=True)
                 else:
-                    self._retry_or_raise(future.status, result, job, attempt, scattered,
-                                         payload, submit)
-                if len(pending) <= limit // 2:
+                    self._retry_or_raise(future.status, result, task, scattered, payload,
+                                         submit)
+                if len(pending) <= limit // 2 or not batches.measured:
                     refill()
         finally:
             if pending and client.status == "running":
@@ -216,16 +322,20 @@ class DaskExecutor(Executor):
             raise self._lost(exc) from None
         return future
 
-    def _retry_or_raise(self, status: str, result: Any, job: Any, attempt: int,
+    def _retry_or_raise(self, status: str, result: Any, task: list[tuple[Any, int]],
                         scattered: list[Any], payload: _Payload,
-                        submit: Callable[[list[tuple[Any, int]]], None]) -> None:
-        """Resubmit a job whose task dask lost or gave up on; raise what the work raised."""
+                        submit: Callable[[list[list[tuple[Any, int]]]], None]) -> None:
+        """Resubmit the jobs of a task dask lost or gave up on; raise what the work raised."""
         from distributed.scheduler import KilledWorker
 
         if status == "error":
             _, exc, traceback = result
             if not isinstance(exc, KilledWorker):
                 raise exc.with_traceback(traceback)
+            if len(task) > 1:  # one job a task, to find the one that kills its workers
+                submit([[(job, attempt + 1)] for job, attempt in task])
+                return
+            [(job, attempt)] = task
             if attempt >= RETRIES:
                 raise WorkerLost(self.name, (job,), f"its task killed the workers that ran it "
                                  f"{attempt + 1} times, dask giving up each time: {exc}")
@@ -234,7 +344,7 @@ class DaskExecutor(Executor):
             raise self._lost(result)
         else:  # cancelled by the cluster (its scattered work lost with every replica)
             scattered[0] = self._scatter(payload)
-        submit([(job, attempt + 1)])
+        submit([[(job, attempt + 1) for job, attempt in task]])
 
     def _lost(self, exc: BaseException) -> ClusterLostError:
         address = self.scheduler if isinstance(self.scheduler, str) else (
