@@ -37,6 +37,7 @@ from typing import Any
 
 from dask.sizeof import sizeof
 
+from ..allocator import keep_small_arrays, return_large_arrays
 from ..axes import count
 from ..errors import ClusterLostError, ParameterError
 from .base import Capabilities, Executor, WorkerLost, default_workers
@@ -86,6 +87,7 @@ class _Payload:
     filters: tuple[Any, ...]
 
     def __call__(self, jobs: list[Any]) -> Done:
+        _prepare_worker()
         missing = [f for f in self.filters if f not in warnings.filters]
         if missing:
             warnings.filters[:0] = missing
@@ -96,6 +98,28 @@ class _Payload:
 
 def _call(payload: _Payload, jobs: list[Any]) -> Done:
     return payload(jobs)
+
+
+_prepared = False
+
+
+def _prepare_worker() -> None:
+    """In a worker process, once: the allocator set as tilewise sets it in its own processes
+    (`allocator`), over the trim threshold dask's nanny sets."""
+    global _prepared
+    if not _prepared:
+        return_large_arrays()
+        keep_small_arrays()
+        _prepared = True
+
+
+def _warm(call: Callable[[], Any] | None) -> None:
+    """In a worker: import tilewise (by unpickling this function), then `call()`, which loads
+    what the work needs; what it raises, the tiles raise again, with their own message."""
+    _prepare_worker()
+    if call is not None:
+        with contextlib.suppress(Exception):
+            call()
 
 
 class Batches:
@@ -220,6 +244,23 @@ class DaskExecutor(Executor):
             raise ClusterLostError(f"the dask cluster at {self.address} has had no worker "
                                    f"for {WAIT_FOR_WORKERS} s") from None
         self._threads = sum(self._client.nthreads().values())
+        self._warm_up(None)  # imports tilewise in the workers while the driver plans
+
+    def start(self, warm_up: Callable[[], Any] | None = None) -> None:
+        """Have every worker call `warm_up` (open the inputs, import the ops' modules) in a
+        task of its own, not waited for: it runs while the driver plans, not in the first tiles
+        (the workers' memory is theirs, estimated, not measured here)."""
+        self._warm_up(warm_up)
+
+    def _warm_up(self, call: Callable[[], Any] | None) -> None:
+        from distributed import fire_and_forget
+
+        client = self.client
+        with contextlib.suppress(Exception):  # a lost cluster is reported by the run
+            for address in client.scheduler_info(n_workers=-1)["workers"]:
+                fire_and_forget(client.submit(_warm, call, workers=[address],
+                                              allow_other_workers=True, pure=False,
+                                              key=f"tilewise-warm-up-{uuid.uuid4().hex[:8]}"))
 
     @property
     def address(self) -> str:
