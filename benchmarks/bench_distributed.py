@@ -13,7 +13,9 @@ RSS is that of the child and its workers together (`measure.py`). Cases:
 - W2, the 3-op chain of `bench_core.py`, on a SIZE x SIZE float32 GeoTIFF (`make_data.py`),
   written to Zarr: tilewise (`executor="dask"` on the cluster, its tiles planned from the
   workers' memory, or `--tile` pixels a side) against dask `map_overlap` (rioxarray read,
-  1024 x 1024 chunks, the same chain fused, `to_zarr`) on the same kind of cluster.
+  1024 x 1024 chunks, the same chain fused, `to_zarr`) on the same kind of cluster; besides
+  wall time, the CPU seconds the case's process tree (driver, scheduler, workers) used while
+  working, which other jobs on a shared machine change far less.
 """
 
 from __future__ import annotations
@@ -160,6 +162,11 @@ def main() -> None:
         print(f"\nW2 chain on {args.size} x {args.size} float32, Zarr out, median of "
               f"{args.repeat}")
         table(rows, rows[0][1], "vs dask", 50)
+        cpu = {name: sorted(r["cpu"] for r in runs[name]) for name, _ in w2}
+        print("CPU seconds of the process tree while working (median): " + ", ".join(
+            f"{name.split(' ')[0]} {c[len(c) // 2]:.2f}" for name, c in cpu.items())
+            + f"; tilewise / dask {rows[1][1]['cpu'] / rows[0][1]['cpu']:.2f} (of the median "
+            "runs)")
         print(f"tilewise tile {rows[1][1]['tile']}")
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name in ("dask.zarr", "tw.zarr"):
