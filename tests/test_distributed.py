@@ -229,6 +229,18 @@ def test_the_command_line_runs_on_a_scheduler_address(tmp_path, dask_client, cap
     assert "dashboard" not in capsys.readouterr().err
 
 
+def test_the_dashboard_link_printed_serves_the_dashboard(dask_client):
+    import re
+    import urllib.request
+
+    pytest.importorskip("bokeh")  # the `dashboard` extra; without it dask serves an apology
+    line = DaskExecutor(scheduler=dask_client).notice()
+    [link] = re.findall(r"dashboard (http\S+)", line)
+    with urllib.request.urlopen(link, timeout=30) as page:
+        body = page.read()
+    assert b"bokeh.min.js" in body and b"Dask needs bokeh" not in body
+
+
 def test_bad_scheduler_options_are_one_sentence():
     image = tw.open(np.zeros((8, 8)))
     with pytest.raises(tw.ParameterError, match="scheduler= is for executor='dask'"):
