@@ -162,6 +162,9 @@ def main() -> None:
         print(f"\nW2 chain on {args.size} x {args.size} float32, Zarr out, median of "
               f"{args.repeat}")
         table(rows, rows[0][1], "vs dask", 50)
+        for name, _ in w2:
+            print(f"  {name.split(' ')[0]} runs: " + ", ".join(
+                f"{r['seconds']:.2f} s ({r['cpu']:.2f} CPU s)" for r in runs[name]))
         cpu = {name: sorted(r["cpu"] for r in runs[name]) for name, _ in w2}
         print("CPU seconds of the process tree while working (median): " + ", ".join(
             f"{name.split(' ')[0]} {c[len(c) // 2]:.2f}" for name, c in cpu.items())
