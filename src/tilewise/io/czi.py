@@ -18,15 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from pylibCZIrw import czi
 
 from ..errors import InputError, ParameterError, UnsupportedFormatError
 from ..regions import Box
 from . import handles, physical
 from .blocks import BlockedSource
+
+if TYPE_CHECKING:
+    from pylibCZIrw import czi
 
 #: The first bytes of every CZI file (the magic of its file header segment).
 MAGIC = b"ZISRAWFILE"
@@ -57,7 +59,7 @@ class CziSource(BlockedSource):
     def open(cls, path: str, axes: str | tuple[str, ...] | None = None,
              scene: int | None = None) -> CziSource:
         try:
-            reader = czi.CziReader(path)
+            reader = _reader(path)
         except Exception as exc:  # libCZI raises RuntimeError and others on a damaged file
             raise InputError(f"cannot read {path} as a CZI file: {exc}") from None
         try:
@@ -89,7 +91,7 @@ class CziSource(BlockedSource):
         return (*handles.version(self.path), self.scene)
 
     def read_window(self, box: Box) -> np.ndarray:
-        reader = handles.thread_handle(self.version(), czi.CziReader)
+        reader = handles.thread_handle(self.version(), _reader)
         out = np.empty(box.shape, self.dtype)
         y, x = (s + f for s, f in zip(box.start[3:], self.first[3:], strict=True))
         roi = (x, y, box.shape[4], box.shape[3])
@@ -98,6 +100,13 @@ class CziSource(BlockedSource):
                      zip("TCZ", box.start[:3], index, self.first[:3], strict=True)}
             out[index] = reader.read(roi=roi, plane=plane, scene=self.scene)[..., 0]
         return out
+
+
+def _reader(path: str) -> czi.CziReader:
+    """libCZI is imported on the first CZI opened: a process reading none keeps its 7 MB."""
+    from pylibCZIrw import czi
+
+    return czi.CziReader(path)
 
 
 def _scene(reader: czi.CziReader, scene: Any, path: str) -> tuple[int | None, Any]:

@@ -83,23 +83,30 @@ def fixed_costs(pipeline: Pipeline, sinks: Sequence[Sink], runner: Executor, bud
     library_cache = max((n.source.cache_bytes for n in pipeline.sources), default=0)
     # Each sink keeps its own (a COG's overview strips); a sum overestimates GDAL's one cache.
     writer_cache = sum(s.cache_bytes for s in sinks)
-    read_cache = min(block_reads.CAPACITY, budget // (8 * max(readers, 1)),
-                     halo_blocks(pipeline))
     shared = sum(n.source.array.nbytes for n in pipeline.sources
                  if runner.capabilities.shared_memory_inputs
                  and getattr(n.source, "array", None) is not None)
-    caches = ("for caches", (library_cache + read_cache) * readers + writer_cache)
     if runner.capabilities.remote_workers:
         # Workers that may be on other machines hold what their own memory limits say (the
         # budget is theirs, see `options`); their interpreters are not this process tree's.
-        return Costs(((f"for {extra} worker processes, estimated",
-                       REMOTE_WORKER_BASELINE * extra), caches)), read_cache
-    name = f"the driver and {extra} worker processes" if extra else "the driver process"
-    parts = [(f"for {name}, resident now", resident.tree())]
-    if extra and not runner.started:
-        parts = [("for the driver process, resident now", parts[0][1]),
-                 (f"for {extra} worker processes, estimated",
-                  resident.workers_estimate(extra))]
+        parts = [(f"for {extra} worker processes, estimated", REMOTE_WORKER_BASELINE * extra)]
+        shared = 0
+    else:
+        name = f"the driver and {extra} worker processes" if extra else "the driver process"
+        parts = [(f"for {name}, resident now", resident.tree())]
+        if extra and not runner.started:
+            parts = [("for the driver process, resident now", parts[0][1]),
+                     (f"for {extra} worker processes, estimated",
+                      resident.workers_estimate(extra))]
+    # The halo-block cache only saves decoding: it takes at most a quarter of what the budget
+    # leaves for tiles, so that interpreters filling most of a small budget still leave tiles.
+    # (A cluster's budget is one worker's: its share is an eighth of it.)
+    taken = sum(b for _, b in parts) + library_cache * readers + writer_cache + shared
+    room = budget // 2 if runner.capabilities.remote_workers else max(budget - taken, 0)
+    read_cache = min(block_reads.CAPACITY, halo_blocks(pipeline), room // (4 * max(readers, 1)))
+    caches = ("for caches", (library_cache + read_cache) * readers + writer_cache)
+    if runner.capabilities.remote_workers:
+        return Costs((*parts, caches)), read_cache
     return Costs((*parts, caches, ("for inputs in shared memory", shared))), read_cache
 
 
