@@ -3,6 +3,9 @@
 import ctypes
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -152,3 +155,19 @@ def test_worker_processes_are_started_once_and_reused_by_later_runs():
     assert set(second.values()) <= set(pids)  # the same processes, not new ones
     processes.shutdown()
     assert not children() & set(pids)
+
+
+def test_a_script_without_a_main_guard_fails_clearly_instead_of_hanging(tmp_path):
+    # Each spawned worker imports the script again, which asks for workers of its own.
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        import tilewise as tw
+        image = tw.map(lambda a: a + 1, tw.open(np.zeros((64, 64), np.float32)), margin=1)
+        image.compute(executor="processes", workers=2, tile=32)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=240, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "UnguardedMainError" in done.stderr
+    assert "if __name__ == '__main__':" in done.stderr.splitlines()[-1]

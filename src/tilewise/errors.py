@@ -59,6 +59,12 @@ class WorkerLostError(RunFailure):
     """A worker of the executor died (killed, out of memory, a crash in a C extension)."""
 
 
+class UnguardedMainError(TilewiseError, RuntimeError):
+    """Worker processes were asked for while a worker process imported the main module: a
+    script run with `executor="processes"` must start its run under `if __name__ ==
+    "__main__":`, since each spawned worker imports the script again."""
+
+
 class ClusterLostError(RunFailure):
     """The connection to a dask cluster's scheduler was lost (the scheduler died, or the
     network or the job holding it went away); running the same command again resumes."""

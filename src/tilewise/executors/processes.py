@@ -31,6 +31,7 @@ from typing import Any
 import cloudpickle
 
 from ..allocator import return_large_arrays
+from ..errors import UnguardedMainError
 from .base import Capabilities, Executor, WorkerLost, run_bounded
 
 #: prctl option: the signal a process receives when its parent dies (linux/prctl.h).
@@ -116,14 +117,22 @@ class _Pool:
             futures = [self.executor.submit(_meet, path) for _ in range(self.workers)]
         else:
             submitted = threading.Event()
+            failed: list[BaseException] = []
 
             def spawn() -> None:
-                futures.extend(self.executor.submit(_meet, path) for _ in range(self.workers))
-                submitted.set()
+                try:
+                    futures.extend(self.executor.submit(_meet, path)
+                                   for _ in range(self.workers))
+                except BaseException as exc:  # handed to the caller, raised in its thread
+                    failed.append(exc)
+                finally:
+                    submitted.set()
                 self.closed.wait()
 
             threading.Thread(target=spawn, daemon=True, name="tilewise-workers").start()
             submitted.wait()
+            if failed:
+                raise _start_error(failed[0])
             self.started = True
         try:
             wait(futures)
@@ -131,8 +140,9 @@ class _Pool:
                 future.result()
         except BrokenExecutor as exc:
             self.remember()
-            raise WorkerLost("processes", (), f"{exc}: {_how_it_died(self.seen.values())}"
-                             ) from None
+            raise WorkerLost("processes", (), f"{exc}: {_how_it_died(self.seen.values())} "
+                             "while starting (a script without `if __name__ == '__main__':` "
+                             "fails so: each worker imports it again)") from None
         finally:
             self.barrier.reset()
         self.remember()
@@ -259,6 +269,18 @@ def _pickled(work: Any) -> Iterator[str]:
         yield path
     finally:
         os.remove(path)
+
+
+def _start_error(exc: BaseException) -> BaseException:
+    """What starting workers raised, named for what it almost always is in a worker: the
+    script imported again by a spawned worker, without a main guard, starting a run."""
+    # multiprocessing runs a spawned worker's copy of the script as `__mp_main__`.
+    if isinstance(exc, RuntimeError) and "__mp_main__" in sys.modules:
+        return UnguardedMainError(
+            "a tilewise run with executor='processes' started while a worker process was "
+            "importing the main script: put the code that runs it under "
+            "`if __name__ == '__main__':`")
+    return exc
 
 
 def _how_it_died(processes: Iterable[Any]) -> str:
