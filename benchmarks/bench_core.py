@@ -5,13 +5,14 @@
 Every case runs in its own child process of this one command, so that peak memory (the RSS of
 the child and every process under it, `measure.py`) belongs to that case alone; cases are
 interleaved `--repeat` times and the tables show the median run. The rows are those of issue 11
-that a machine with this many cores can run:
+that a machine with this many cores can run, with as many workers as it has cores (on 16 cores,
+pass `--size 16384 --memory 8GiB` for the issue's 16-core rows):
 - W2 wall time, GeoTIFF (ZSTD) out: dask `map_overlap` (rioxarray read, 1024 chunks, the
   chain fused, threads, `rio.to_raster`) against tilewise with the executor left to it,
   threads and processes, `memory=--memory`;
 - the same into Zarr: dask (threads, and a `LocalCluster` of one-thread processes) against
   tilewise;
-- peak RSS of the process tree against the budget: threads in 256 MiB, processes in 512 MiB;
+- peak RSS of the process tree against the budget: 2 threads in 256 MiB, 2 processes in 512 MiB;
 - scaling study for many cores on few: tilewise with 16 workers on 256 x 256 tiles;
 - per tilewise case: the time to its first finished tile, and the tail (the end of the run
   after the last tile: committing, and for GeoTIFF the last rows of the copy);
@@ -42,6 +43,8 @@ from tilewise.io.geotiff import BLOCK, CREATION_OPTIONS  # noqa: E402
 OPTIONS = {"tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, **CREATION_OPTIONS}
 #: A workers count for the scaling study: as many as a 16-core machine would get.
 MANY = 16
+#: Workers of every other case, dask's included: the cores this process may use.
+CORES = len(os.sched_getaffinity(0))
 
 
 class FirstTile(Exception):
@@ -155,17 +158,18 @@ def cases(me: str, src: str, out: str, memory: str) -> list[tuple[str, list[str]
                       str(workers), budget, tile]
 
     def dask(name: str, target: str, scheduler: str = "threads") -> tuple[str, list[str]]:
-        return name, [me, "--case", "dask", "--args", src, f"{out}/{target}", "2", scheduler]
+        return name, [me, "--case", "dask", "--args", src, f"{out}/{target}", str(CORES),
+                      scheduler]
 
     return [
         dask("dask map_overlap, threads, tif", "dask.tif"),
-        tilewise("tilewise default, tif", "tw.tif", "auto", 2),
-        tilewise("tilewise threads, tif", "tw.tif", "threads", 2),
-        tilewise("tilewise processes, tif", "tw.tif", "processes", 2),
+        tilewise("tilewise default, tif", "tw.tif", "auto", CORES),
+        tilewise("tilewise threads, tif", "tw.tif", "threads", CORES),
+        tilewise("tilewise processes, tif", "tw.tif", "processes", CORES),
         dask("dask map_overlap, threads, zarr", "dask.zarr"),
         dask("dask LocalCluster 2x1, zarr", "dask.zarr", "cluster"),
-        tilewise("tilewise default, zarr", "tw.zarr", "auto", 2),
-        tilewise("tilewise processes, zarr", "tw.zarr", "processes", 2),
+        tilewise("tilewise default, zarr", "tw.zarr", "auto", CORES),
+        tilewise("tilewise processes, zarr", "tw.zarr", "processes", CORES),
         tilewise("tilewise threads, tif, 256MiB", "tw.tif", "threads", 2, "256MiB"),
         tilewise("tilewise processes, tif, 512MiB", "tw.tif", "processes", 2, "512MiB"),
         tilewise(f"tilewise threads x{MANY}, tile 256, zarr", "tw.zarr", "threads", MANY,
