@@ -89,9 +89,9 @@ OPS = [
     ("slrm",
      lambda a, res: _rvt().slrm(a),
      lambda dem: _tw().slrm(dem)),
-    ("msrm",
-     lambda a, res: _rvt().msrm(a, res, feature_min=0, feature_max=20, scaling_factor=2),
-     lambda dem: _tw().msrm(dem)),
+    ("msrm",  # RVT's default feature_max, 20 m, as 20 pixels (SRTM's are 90 m)
+     lambda a, res: _rvt().msrm(a, res, feature_min=0, feature_max=20 * res, scaling_factor=2),
+     lambda dem: _tw().msrm(dem, feature_max=20 * abs(dem.meta["transform"].a))),
     ("mstp",
      lambda a, res: _rvt().mstp(a),
      lambda dem: _tw().mstp(dem)),

@@ -160,13 +160,17 @@ def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, s
               units=None):
     z = _elevations(a, nodata, ve_factor)
     res_y, res_x = sizes.rows(tile.window.start[0], tile.window.stop[0])
-    out = np.empty((max(len(azimuths), 1), *z.shape), np.float32)
-    rows = np.empty((2, z.shape[1]))
-    gradient_kernels().gradient_kernel(z, res_y, res_x, kind, np.radians(azimuths),
-                              math.radians(elevation), out, rows[0], rows[1])
+    kernels = gradient_kernels()
+    planes = 2 if kind == kernels.ASPECT else max(len(azimuths), 1)
+    out = np.empty((planes, *z.shape), np.float32)
+    kernels.gradient_kernel(z, res_y, res_x, kind, np.radians(azimuths),
+                            math.radians(elevation), out, np.empty((4, z.shape[1])))
+    # The angles as RVT takes them, with NumPy's float32 functions (in place).
+    if kind == kernels.ASPECT:
+        aspect = np.arctan2(out[0], out[1], out=out[0])
+        return np.degrees(aspect, out=aspect) if units == "degree" else aspect
     if units is None:
         return out if stacked else out[0]
-    # The slope: as RVT, from the float32 tangent with NumPy's float32 steps (in place).
     slope = out[0]
     if units == "percent":
         slope *= np.float32(100)
@@ -302,9 +306,8 @@ def aspect(dem: Image, *, units: Literal["degree", "radian"] = "degree",
            ve_factor: float = 1.0) -> Image:
     """Direction the slope faces (RVT `slope_aspect`'s aspect): clockwise from north, in
     (-180, 180] degrees as RVT's code gives it (west is -90), or radians; 0 on flat ground."""
-    kind = {"degree": "ASPECT_DEGREE", "radian": "ASPECT_RADIAN"}
-    units = _choice(units, "units", "aspect", tuple(kind))
-    return _gradient_op(dem, "aspect", ve_factor, kind[units])
+    units = _choice(units, "units", "aspect", ("degree", "radian"))
+    return _gradient_op(dem, "aspect", ve_factor, "ASPECT", units=units)
 
 
 @builtin(halo="1")

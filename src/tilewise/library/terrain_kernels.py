@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import float32, float64, int64, njit, void
 
-#: What `gradient_kernel` writes: the slope's tangent, aspect in two units, hillshades.
-TANGENT, ASPECT_DEGREE, ASPECT_RADIAN, SHADE = range(4)
+#: What `gradient_kernel` writes: the slope's tangent, the aspect's differences, hillshades.
+TANGENT, ASPECT, SHADE = range(3)
 COMPILE = {"nogil": True, "cache": True, "error_model": "numpy"}
 ROW = float64[::1]
 
@@ -49,22 +49,24 @@ def _differences(z, i, res_y, res_x, dzdx, dzdy):
     dzdx[w - 1] = (((c if west != west else west) - c) / 2) / res_x
 
 
-@njit(void(float32[:, ::1], ROW, ROW, int64, ROW, float64, float32[:, :, ::1], ROW, ROW),
+@njit(void(float32[:, ::1], ROW, ROW, int64, ROW, float64, float32[:, :, ::1], float64[:, ::1]),
       **COMPILE)
-def gradient_kernel(z, res_y, res_x, kind, azimuths, elevation, out, dzdx, dzdy):
+def gradient_kernel(z, res_y, res_x, kind, azimuths, elevation, out, rows):
     """Per pixel of z (NaN at nodata), with per-row pixel sizes res_y (positive towards
-    south for a north-up grid) and res_x: the `kind` of output into out[0], or for SHADE one
-    hillshade per azimuth (radians) lit from `elevation` (radians) into out[k]; NaN where z
-    is NaN. dzdx and dzdy are rows of scratch.
+    south for a north-up grid) and res_x, NaN where z is NaN: for TANGENT the slope's tangent
+    t = |gradient| into out[0] (its angle is taken by the caller, as RVT takes it, with
+    NumPy's float32 arctangent, in place); for ASPECT dz/dx and dz/dy into out[0] and out[1]
+    in float32, with RVT's 1e-8 (10e-9) for a zero dz/dy (the caller takes NumPy's float32
+    arctan2 of them, as RVT does); for SHADE one hillshade per azimuth (radians) lit from
+    `elevation` (radians) into out[k]. `rows` is scratch: four rows.
 
-    The slope's tangent is t = |gradient| (its angle is taken by the caller, as RVT takes it,
-    with NumPy's float32 arctangent, in place), aspect atan2(dz/dx, dz/dy) with RVT's 1e-8
-    (10e-9) for a zero dz/dy; a hillshade takes its sines and cosines from the gradient itself
-    (no trigonometry per pixel and direction): cos(slope) = 1 / sqrt(1 + t^2), sin(slope) =
-    t / sqrt(1 + t^2), and cos(aspect - azimuth) = (dz/dy cos(azimuth) + dz/dx sin(azimuth))
-    / |(dz/dx, dz/dy)|.
+    A hillshade takes its sines and cosines from the gradient itself (no trigonometry per
+    pixel and direction): cos(slope) = 1 / sqrt(1 + t^2), sin(slope) = t / sqrt(1 + t^2),
+    and cos(aspect - azimuth) = (dz/dy cos(azimuth) + dz/dx sin(azimuth)) / |(dz/dx, dz/dy)|;
+    what does not depend on the azimuth is computed once per pixel.
     """
     h, w = z.shape
+    dzdx, dzdy, flat, steep = rows[0], rows[1], rows[2], rows[3]
     zenith = math.pi / 2 - elevation
     cos_zenith, sin_zenith = math.cos(zenith), math.sin(zenith)
     for i in range(h):
@@ -75,23 +77,24 @@ def gradient_kernel(z, res_y, res_x, kind, azimuths, elevation, out, dzdx, dzdy)
             for j in range(w):
                 t = math.sqrt(dzdx[j] * dzdx[j] + dzdy[j] * dzdy[j])
                 o[j] = t if row[j] == row[j] else np.nan
-            continue
-        if kind != SHADE:
-            o = out[0, i]
+        elif kind == ASPECT:
+            ox, oy = out[0, i], out[1, i]
             for j in range(w):
-                y = 10e-9 if dzdy[j] == 0 else dzdy[j]
-                angle = math.atan2(dzdx[j], y)
-                angle = math.degrees(angle) if kind == ASPECT_DEGREE else angle
-                o[j] = angle if row[j] == row[j] else np.nan
-            continue
-        for k in range(azimuths.size):
-            cos_sun, sin_sun = math.cos(azimuths[k]), math.sin(azimuths[k])
-            o = out[k, i]
+                ox[j] = dzdx[j] if row[j] == row[j] else np.nan
+                y = np.float32(dzdy[j])
+                oy[j] = np.float32(10e-9) if y == 0 else y
+        else:
             for j in range(w):
                 x, y = dzdx[j], dzdy[j]
                 t = math.sqrt(x * x + y * y)
                 y = 10e-9 if y == 0 else y
                 secant = math.sqrt(1 + t * t)
-                steep = sin_zenith * t / secant / math.sqrt(x * x + y * y)
-                shade = cos_zenith / secant + steep * (y * cos_sun + x * sin_sun)
-                o[j] = max(shade, 0.0) if row[j] == row[j] else np.nan
+                flat[j] = cos_zenith / secant
+                steep[j] = sin_zenith * t / secant / math.sqrt(x * x + y * y)
+                dzdy[j] = y
+            for k in range(azimuths.size):
+                cos_sun, sin_sun = math.cos(azimuths[k]), math.sin(azimuths[k])
+                o = out[k, i]
+                for j in range(w):
+                    shade = flat[j] + steep[j] * (dzdy[j] * cos_sun + dzdx[j] * sin_sun)
+                    o[j] = max(shade, 0.0) if row[j] == row[j] else np.nan
