@@ -12,6 +12,8 @@ relative, plus 1e-6 absolute for values in [0, 1] (RVT's float32 hillshade loses
 where its two terms cancel). Then tiled equals whole, bit for bit, for every op.
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -27,7 +29,7 @@ from hypothesis import strategies as st
 
 import tilewise as tw
 from tilewise import library as ops
-from tilewise.library import terrain_kernels
+from tilewise.regions import Box
 
 # rvt.blend_func imports matplotlib.cm.get_cmap, which matplotlib 3.9 removed; the test gives
 # it the same function under its old name (the library itself uses matplotlib.colormaps).
@@ -202,6 +204,10 @@ RELIEF_OPS = [
     (ops.multi_hillshade, {"directions": 5}), (ops.multi_hillshade_rgb, {}),
     (ops.slrm, {"radius": 6}), (ops.msrm, {"feature_max": 12, "scaling_factor": 1}),
     (ops.mstp, {"local_scale": (1, 3, 1), "meso_scale": (4, 8, 2), "broad_scale": (9, 15, 6)}),
+    # radii of 64 and more: whole blocks of rows between a box's top and bottom blocks
+    (ops.slrm, {"radius": 70}),
+    (ops.mstp, {"local_scale": (1, 3, 2), "meso_scale": (60, 66, 6),
+                "broad_scale": (100, 230, 130)}),
 ]
 
 
@@ -227,6 +233,48 @@ def test_relief_ops_tiled_equal_whole(op, params, case, executor):
                                   whole(image), strict=True)
 
 
+def numpy_box_sums(a, r, mode):
+    """Sums of values (NaN as 0), squares and valid pixels over (2r + 1)^2 boxes of `a`
+    padded as RVT pads, by NumPy (sliding windows, float64)."""
+    padded = np.pad(a.astype(np.float64), r, mode=mode)
+    valid = ~np.isnan(padded)
+    values = np.where(valid, padded, 0.0)
+    window = np.lib.stride_tricks.sliding_window_view
+    return [window(q, (2 * r + 1, 2 * r + 1)).sum(axis=(-2, -1))
+            for q in (values, values * values, valid.astype(np.float64))]
+
+
+@settings(max_examples=6, deadline=None)
+@given(case=dem_and_tile(), radius=st.sampled_from([1, 4, 20, 63, 64, 90, 150]),
+       radii=st.sampled_from([(1, 2), (5, 64, 65), (70, 140)]))
+def test_box_kernels_equal_numpy_sums(case, radius, radii):
+    """The streamed, block-aligned box sums (`box_sums`) against NumPy's sums over sliding
+    windows: RVT's mean filter and largest deviation, on the whole image."""
+    a, _ = case
+    boxes = ops.terrain.box_kernels()
+    tile = tw.TileInfo((0, 0), Box.of_shape(a.shape), Box.of_shape(a.shape), ("y", "x"), a.shape)
+    nan = bool(np.isnan(a).any())
+    padded = boxes.Padded.of(tile, radius, "edge")
+    mean = np.empty(a.shape, np.float32)
+    boxes.box_mean(a, padded.rows, padded.cols, padded.top, padded.left, radius, radius, nan,
+                   *boxes.scratch(padded, (radius,), 1 + nan), mean)
+    total, _, count = numpy_box_sums(a, radius, "edge")
+    expected = np.where(np.isnan(a), np.nan, total / count).astype(np.float32)
+    np.testing.assert_allclose(mean, expected, rtol=1e-6)
+    padded = boxes.Padded.of(tile, max(radii), "symmetric")
+    deviation = np.empty(a.shape)
+    boxes.max_deviation(a, padded.rows, padded.cols, padded.top, padded.left, max(radii),
+                        np.array(radii), nan, *boxes.scratch(padded, radii, 2 + nan), deviation)
+    centre = np.where(np.isnan(a), 0, a).astype(np.float64)
+    best = None
+    for r in radii:
+        total, squares, count = numpy_box_sums(a, r, "symmetric")
+        mean = total / count
+        dev = (centre - mean) / (np.sqrt(abs(squares / count - mean * mean)) + 1e-6)
+        best = dev if best is None else np.where(abs(best) >= abs(dev), best, dev)
+    np.testing.assert_allclose(deviation, best, rtol=1e-6, atol=1e-6)
+
+
 def test_relief_ops_in_processes_equal_whole(tmp_path):
     """Worker processes load the compiled kernels from numba's cache and give the same bits
     (all ops in one run: a process pool takes seconds to start)."""
@@ -240,9 +288,17 @@ def test_relief_ops_in_processes_equal_whole(tmp_path):
 
 def test_kernels_are_compiled_when_the_op_is_built():
     """Before the probe tile measures memory: compiling there charges several times the real
-    memory per pixel."""
-    ops.slrm(tw.open(np.zeros((5, 5), "float32")), radius=2)
-    assert terrain_kernels.box_mean.signatures and terrain_kernels.gradient_kernel.signatures
+    memory per pixel. Each op loads only its own kernels (numba's start is a fixed cost)."""
+    code = ("import sys, numpy as np, tilewise as tw; from tilewise import library as ops\n"
+            "dem = tw.open(np.zeros((5, 5), 'float32'))\n"
+            "ops.slope(dem)\n"
+            "assert 'tilewise.library.box_sums' not in sys.modules\n"
+            "from tilewise.library import terrain_kernels\n"
+            "assert terrain_kernels.gradient_kernel.overloads\n"
+            "ops.slrm(dem, radius=2)\n"
+            "from tilewise.library import box_sums\n"
+            "assert box_sums.box_mean.overloads and box_sums.max_deviation.overloads\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---- normalisation, colour maps, blending, 8 bits ----------------------------------------------

@@ -49,6 +49,9 @@ READ_COPIES = 2
 MAX_TILE_PIXELS = 2048 * 2048
 #: Aim for at least this many tiles per worker, so that no worker idles at the end.
 TILES_PER_WORKER = 4
+#: A tile larger than the rules above allow is still taken when the halo makes it that much
+#: cheaper (see `waves`), as long as every worker keeps a tile.
+HALO_GAIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -252,26 +255,47 @@ def choose(pipeline: Pipeline, *, probe: Probe, unit: tuple[int, ...], budget: i
     size = smallest(shape, unit, axes)
     if cost(size) > left:
         raise too_small(budget, fixed, cost(size), workers, tile_named(axes, size))
-    growable = [i for i, a in enumerate(axes) if a not in UNSPLIT]
-    order = sorted(growable, key=lambda i: (axes[i] not in SPATIAL, -i))
     min_tiles = min(TILES_PER_WORKER * workers, _count(shape, size))
-    while True:
-        best = None
-        for i in order:
-            if size[i] >= shape[i]:
-                continue
-            bigger = list(size)
-            bigger[i] = min(shape[i], size[i] * 2)
-            bigger = tuple(bigger)
-            if (cost(bigger) <= left and math.prod(bigger) <= MAX_TILE_PIXELS
-                    and _count(shape, bigger) >= min_tiles):
-                key = (axes[i] not in SPATIAL, size[i])
-                if best is None or key < best[0]:
-                    best = (key, bigger)
-        if best is None:
-            break
-        size = best[1]
+    while (bigger := _larger(pipeline, size, lambda t: cost(t) <= left, workers,
+                             min_tiles)) is not None:
+        size = bigger
     return plan(size)
+
+
+def _larger(pipeline: Pipeline, size: tuple[int, ...], fits: Callable[[tuple[int, ...]], bool],
+            workers: int, min_tiles: int) -> tuple[int, ...] | None:
+    """The tile `size` doubled along one axis (the spatial one it is shortest along, the
+    last on ties), if that fits: and leaves at least `min_tiles` tiles of at most
+    `MAX_TILE_PIXELS`, or cuts the estimated time (`waves`) by `HALO_GAIN` and leaves every
+    worker a tile."""
+    shape, axes = pipeline.shape, pipeline.axes
+    growable = [i for i, a in enumerate(axes) if a not in UNSPLIT]
+    best = None
+    for i in sorted(growable, key=lambda i: (axes[i] not in SPATIAL, -i)):
+        if size[i] >= shape[i]:
+            continue
+        bigger = tuple(min(n, k * 2) if d == i else k
+                       for d, (n, k) in enumerate(zip(shape, size, strict=True)))
+        if not fits(bigger):
+            continue
+        usual = math.prod(bigger) <= MAX_TILE_PIXELS and _count(shape, bigger) >= min_tiles
+        cheaper = (_count(shape, bigger) >= min(workers, min_tiles)
+                   and waves(pipeline, bigger, workers)
+                   <= (1 - HALO_GAIN) * waves(pipeline, size, workers))
+        key = (axes[i] not in SPATIAL, size[i])
+        if (usual or cheaper) and (best is None or key < best[0]):
+            best = (key, bigger)
+    return None if best is None else best[1]
+
+
+def waves(pipeline: Pipeline, size: tuple[int, ...], workers: int) -> int:
+    """The estimated time of a run in tiles of `size`, in pixels: the tiles run in waves of
+    `workers`, each as long as a tile's largest region (its halo recomputed), of a central
+    tile. With a small halo it hardly depends on the tile's size; with a halo as wide as the
+    image (MSTP's radii reach 2023 pixels), every tile's region is nearly the whole image,
+    so fewer, larger tiles finish sooner, down to one per worker: below that cores idle."""
+    return -(-_count(pipeline.shape, size) // workers) * window_pixels(
+        pipeline, central(pipeline.shape, size))
 
 
 def smallest(shape: tuple[int, ...], unit: tuple[int, ...], axes: tuple[str, ...]

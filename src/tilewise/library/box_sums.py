@@ -1,25 +1,49 @@
-"""Box sums of any radius that round the same way on every tile: the window means of the
-relief models (`slrm`, `msrm`, `mstp`).
+"""Box sums of any radius that round the same way on every tile, streamed row by row: the
+window means and deviations of the relief models (`slrm`, `msrm`, `mstp`).
 
 RVT sums boxes with integral images (running sums from the array's corner), whose rounding
-depends on where the array starts: a tile would not give the whole image's bits. Here a box
-of radius r is the suffix of one block of 2r pixels plus the prefix of the next, the blocks
-aligned to absolute pixel 0 of the padded image (van Herk's scheme, used for sums): each
-pixel's sum is the same additions in the same order wherever the tile boundaries fall, and
-costs three additions per pixel and axis whatever the radius.
+depends on where the array starts: a tile would not give the whole image's bits. Here every
+partial sum runs within blocks aligned to absolute pixel 0 of the padded image, so each pixel's
+sum is the same additions in the same order wherever the tile boundaries fall:
+
+- Down the columns, the rows [y - r, y + r] of a box are the suffix of the block of rows holding
+  y - r, the whole blocks after it, and the prefix of the block holding y + r. Blocks are
+  B = min(2r, `BLOCK`) rows: below radius `BLOCK` / 2 a box spans exactly two blocks (van
+  Herk's scheme); for larger radii the whole blocks in between are added left to right from
+  block totals that every radius shares. Output rows are visited in order: the prefix grows by
+  one row, a block's suffixes are summed once when the box's top enters it, and the sum of the
+  whole blocks changes only at block boundaries. So a pixel costs a few additions per radius
+  whatever the radius, and nothing is held but one block of rows: memory does not grow with
+  the tile's height or the radius (the whole padded window is never copied).
+- Across, each output row of those column sums is summed over the box's columns with blocks
+  of 2r columns (van Herk's scheme).
 
 Beyond the image edge the DEM is padded as RVT pads it ("edge" for the mean filter,
 "symmetric" for MSTP's deviations): `padded_index` maps padded coordinates to image ones, so a
-tile at the border builds exactly the padding the whole image gets.
+tile at the border sees exactly the padding the whole image gets. Sums are float64 of the
+float32 elevations (NaN counted as nothing: a value 0, a count 0), their squares, and counts.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+import math
+from dataclasses import dataclass
 
-#: Columns (rows) handled at once by the pass down the rows: bounds its scratch memory.
-STRIP = 256
+import numpy as np
+from numba import boolean, float32, float64, int64, njit, types, void
+
+#: Rows of the blocks whole blocks of larger boxes are made of (see above): bounds the rows
+#: held at once and the additions of whole blocks (2 r / BLOCK per pixel, once per BLOCK rows).
+BLOCK = 128
+#: Output rows whose sums across run side by side (one vector of float64).
+LANES = 8
+COMPILE = {"nogil": True, "cache": True, "error_model": "numpy"}
+F4 = float32[:, ::1]
+#: The DEM window: read only (it may be the op's input, which tilewise never lets ops modify).
+DEM = types.Array(types.float32, 2, "C", readonly=True)
+F8 = float64[:, ::1]
+F8_3D = float64[:, :, ::1]
+INDEX = int64[::1]
 
 
 def padded_index(start: int, stop: int, size: int, mode: str) -> np.ndarray:
@@ -32,91 +56,367 @@ def padded_index(start: int, stop: int, size: int, mode: str) -> np.ndarray:
     return np.where(period < size, period, 2 * size - 1 - period)
 
 
-def extended(a: np.ndarray, tile, radius: int, mode: str
-             ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """The rows of the tile's region grown by `radius`, padded beyond the image as the whole
-    image is, from the op's input window `a` (all of its columns); the window columns of the
-    region's columns grown by `radius`, padded likewise (a padded column is a copy of an image
-    column, so its sums down the rows are that column's); and the absolute padded coordinates
-    of the first grown row and column (the block alignment needs them). The region's last two
-    axes are its rows and columns."""
-    (y0, x0), (y1, x1) = tile.region.start[-2:], tile.region.stop[-2:]
-    (wy, wx), (h, w) = tile.window.start, tile.shape
-    rows = padded_index(y0 - radius, y1 + radius, h, mode) - wy
-    cols = padded_index(x0 - radius, x1 + radius, w, mode) - wx
-    return a[rows], cols, (y0 - radius, x0 - radius)
+@dataclass(frozen=True)
+class Padded:
+    """A tile's region grown by `margin`, in padded coordinates: `rows` and `cols` give the
+    input window's row and column of each padded row and column (the region's first padded
+    row is rows[margin]); `top` and `left` are the absolute padded coordinates of rows[0] and
+    cols[0], which the block alignment needs."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    top: int
+    left: int
+    margin: int
+
+    @classmethod
+    def of(cls, tile, margin: int, mode: str) -> Padded:
+        (y0, x0), (y1, x1) = tile.region.start[-2:], tile.region.stop[-2:]
+        (wy, wx), (h, w) = tile.window.start, tile.shape
+        return cls(padded_index(y0 - margin, y1 + margin, h, mode) - wy,
+                   padded_index(x0 - margin, x1 + margin, w, mode) - wx,
+                   y0 - margin, x0 - margin, margin)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The region's rows and columns."""
+        return len(self.rows) - 2 * self.margin, len(self.cols) - 2 * self.margin
+
+    def columns(self, radius: int) -> tuple[int, int]:
+        """The first window column and the number of them that boxes of `radius` read."""
+        used = self.cols[self.margin - radius:len(self.cols) - self.margin + radius]
+        return int(used.min()), int(used.max()) - int(used.min()) + 1
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _starts_block(absolute, block):
-    return absolute % block == 0  # Python's modulo in numba: non-negative for block > 0
+def scratch(padded: Padded, radii: tuple[int, ...], quantities: int) -> tuple[np.ndarray, ...]:
+    """The buffers the kernels below need for boxes of `radii` (callers allocate them, so that
+    the planner's memory probe sees them), each `quantities` deep: the suffixes of one block of
+    rows; the prefix and the whole blocks' sum; the block totals; the column sums of `LANES`
+    output rows, then their values, prefixes and suffixes across, lanes innermost; the box
+    sums of those rows."""
+    width = padded.columns(max(radii))[1]
+    blocks = len(padded.rows) // BLOCK + 1 if max(radii) >= BLOCK // 2 else 0
+    across = padded.shape[1] + 2 * max(radii)
+    return (np.empty((min(BLOCK, 2 * max(radii)) or 1, quantities, width)),
+            np.empty((2, quantities, width)), np.empty((blocks, quantities, width)),
+            np.empty((LANES, quantities, width)), np.empty((3, quantities, across, LANES)),
+            np.empty((quantities, LANES, padded.shape[1])))
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _sums_down(x, first, r, col0, out):
-    """out[y, c] = x[y : y + 2r + 1, col0 + c].sum() (x's row 0 is absolute row `first`):
-    the suffixes are stored, the prefixes summed on the fly as each output row completes."""
-    rows, cols = out.shape
-    n, block = rows + 2 * r, 2 * r
-    suffix = np.empty((n, min(cols, STRIP)))
-    prefix = np.empty(min(cols, STRIP))
-    for c0 in range(0, cols, STRIP):
-        width = min(STRIP, cols - c0)
-        start = col0 + c0
-        for k in range(n - 1, -1, -1):
-            if k == n - 1 or _starts_block(first + k + 1, block):
-                for c in range(width):
-                    suffix[k, c] = x[k, start + c]
-            else:
-                for c in range(width):
-                    suffix[k, c] = x[k, start + c] + suffix[k + 1, c]
-        for k in range(n):
-            if k == 0 or _starts_block(first + k, block):
-                for c in range(width):
-                    prefix[c] = x[k, start + c]
-            else:
-                for c in range(width):
-                    prefix[c] += x[k, start + c]
-            if k >= block:
-                for c in range(width):
-                    out[k - block, c0 + c] = suffix[k - block, c] + prefix[c]
+# ---- one row of values ----------------------------------------------------------------------
+# Quantity 0 is the value (NaN as 0), then its square if asked, then the count (1, or 0 at NaN)
+# if the window has NaN. Rows are 1-D and contiguous, so that these loops vectorise.
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _sums_across(x, cols, first, r, out):
-    """out[y, c] = x[y, cols[c : c + 2r + 1]].sum() (cols[0] is absolute column `first`)."""
-    rows, n_out = out.shape
+@njit(**COMPILE)
+def _set(zr, lo, width, squares, nan, dst):
+    """dst[q, :width] = quantity q of the window row zr from column lo."""
+    d = dst[0]
+    for x in range(width):
+        v = np.float64(zr[lo + x])
+        d[x] = v if v == v else 0.0
+    if squares:
+        d = dst[1]
+        for x in range(width):
+            v = np.float64(zr[lo + x])
+            v = v if v == v else 0.0
+            d[x] = v * v
+    if nan:
+        d = dst[dst.shape[0] - 1]
+        for x in range(width):
+            d[x] = 1.0 if zr[lo + x] == zr[lo + x] else 0.0
+
+
+@njit(**COMPILE)
+def _plus(zr, lo, width, squares, nan, add, dst):
+    """dst[q, :width] = quantity q of the window row zr plus add[q] (add may be dst)."""
+    d, a = dst[0], add[0]
+    for x in range(width):
+        v = np.float64(zr[lo + x])
+        d[x] = (v if v == v else 0.0) + a[x]
+    if squares:
+        d, a = dst[1], add[1]
+        for x in range(width):
+            v = np.float64(zr[lo + x])
+            v = v if v == v else 0.0
+            d[x] = v * v + a[x]
+    if nan:
+        last = dst.shape[0] - 1
+        d, a = dst[last], add[last]
+        for x in range(width):
+            d[x] = (1.0 if zr[lo + x] == zr[lo + x] else 0.0) + a[x]
+
+
+# ---- down the columns ---------------------------------------------------------------------
+
+
+@njit(**COMPILE)
+def _block(r):
+    return min(2 * r, BLOCK)
+
+
+@njit(**COMPILE)
+def _block_totals(z, rows, top, skip, lo, width, squares, nan, totals):
+    """totals[k, :, :width] = the sums down the columns from window column lo of the k-th
+    whole block of `BLOCK` rows in the padded rows (rows[0] at absolute `top`), from the
+    block's top; only blocks clear of the first and last `skip` padded rows (beyond the
+    largest box) are summed."""
+    first = -(-top // BLOCK)
+    for k in range(totals.shape[0]):
+        start = (first + k) * BLOCK - top
+        if start + BLOCK > rows.size - skip:
+            break
+        if start < skip:
+            continue
+        _set(z[rows[start]], lo, width, squares, nan, totals[k])
+        for j in range(start + 1, start + BLOCK):
+            _plus(z[rows[j]], lo, width, squares, nan, totals[k], totals[k])
+
+
+@njit(**COMPILE)
+def _suffixes(z, rows, top, lo, width, squares, nan, a, block_end, suffix):
+    """suffix[j] = the column sums of rows a' .. block_end, for every a' from block_end down
+    to a (j = a' - the block's first row), summed from the bottom."""
+    base = block_end - suffix.shape[0] + 1
+    _set(z[rows[block_end - top]], lo, width, squares, nan, suffix[block_end - base])
+    for y in range(block_end - 1, a - 1, -1):
+        _plus(z[rows[y - top]], lo, width, squares, nan, suffix[y - base + 1], suffix[y - base])
+
+
+@njit(**COMPILE)
+def _whole_blocks(totals, first, ka, kb, off, width, middle):
+    """middle = the totals of blocks ka + 1 .. kb - 1 added in that order (at least one)."""
+    for q in range(middle.shape[0]):
+        m = middle[q]
+        t = totals[ka + 1 - first, q]
+        for x in range(width):
+            m[x] = t[off + x]
+        for k in range(ka + 2, kb):
+            t = totals[k - first, q]
+            for x in range(width):
+                m[x] += t[off + x]
+
+
+@njit(**COMPILE)
+def _restart(z, rows, top, lo, width, squares, nan, n, a, b, totals, off, block, rolling):
+    """The running sums for a box from row a to row b, from nothing: the suffixes of a's
+    block, the prefix of b's, the whole blocks between."""
+    ka, kb = a // n, b // n
+    prefix, middle = rolling[0], rolling[1]
+    _suffixes(z, rows, top, lo, width, squares, nan, a, (ka + 1) * n - 1, block)
+    _set(z[rows[kb * n - top]], lo, width, squares, nan, prefix)
+    for j in range(kb * n + 1, b + 1):
+        _plus(z[rows[j - top]], lo, width, squares, nan, prefix, prefix)
+    if kb - ka > 1:
+        _whole_blocks(totals, -(-top // BLOCK), ka, kb, off, width, middle)
+
+
+@njit(**COMPILE)
+def _advance(z, rows, top, lo, width, squares, nan, n, a, b, kb_before, totals, off, block,
+             rolling):
+    """The running sums moved down one row, to a box from row a to row b: row b joins the
+    prefix (or starts it, at a block's top); when a enters a block, that block's suffixes
+    are summed and the whole blocks summed again; when only b enters one, the block it left
+    joins the whole blocks (added last, as summing them again would add it)."""
+    ka, kb = a // n, b // n
+    prefix, middle = rolling[0], rolling[1]
+    first = -(-top // BLOCK)
+    if b % n == 0:
+        _set(z[rows[b - top]], lo, width, squares, nan, prefix)
+    else:
+        _plus(z[rows[b - top]], lo, width, squares, nan, prefix, prefix)
+    if a % n == 0:
+        _suffixes(z, rows, top, lo, width, squares, nan, a, a + n - 1, block)
+        if kb - ka > 1:
+            _whole_blocks(totals, first, ka, kb, off, width, middle)
+    elif kb != kb_before and kb - ka == 2:
+        _whole_blocks(totals, first, ka, kb, off, width, middle)
+    elif kb != kb_before and kb - ka > 2:
+        for q in range(middle.shape[0]):
+            m, t = middle[q], totals[kb - 1 - first, q]
+            for x in range(width):
+                m[x] += t[off + x]
+
+
+@njit(**COMPILE)
+def _column_sums(z, rows, top, lo, width, squares, nan, r, y, totals, off, suffix, rolling,
+                 state, out):
+    """out[q, :width] = the sums of rows y - r .. y + r (absolute padded) down each column
+    from window column lo. Consecutive calls follow y (state: [previous y, kb]; a previous y
+    other than y - 1 starts afresh); rolling[0] holds the prefix of the bottom block,
+    rolling[1] the sum of the whole blocks; `off` is the column of lo in `totals`."""
+    n = _block(r)
+    a, b = y - r, y + r
+    ka, kb = a // n, b // n
+    block = suffix[:n]
+    if state[0] != y - 1:
+        _restart(z, rows, top, lo, width, squares, nan, n, a, b, totals, off, block, rolling)
+    else:
+        _advance(z, rows, top, lo, width, squares, nan, n, a, b, state[1], totals, off, block,
+                 rolling)
+    state[0], state[1] = y, kb
+    top_rows, prefix, middle = block[a - ka * n], rolling[0], rolling[1]
+    for q in range(out.shape[0]):
+        o, s, p = out[q], top_rows[q], prefix[q]
+        if kb - ka > 1:
+            m = middle[q]
+            for x in range(width):
+                o[x] = (s[x] + m[x]) + p[x]
+        else:
+            for x in range(width):
+                o[x] = s[x] + p[x]
+
+
+# ---- across ---------------------------------------------------------------------------------
+
+
+@njit(**COMPILE)
+def _runs(values, first, block, prefix, suffix):
+    """prefix[k] and suffix[k] = the running sums of values (one row per lane) from the start
+    of k's block of `block` columns (values[0] at absolute column `first`) and to its end."""
+    n = values.shape[0]
+    start = 0
+    while start < n:
+        stop = min(n, start + block - (first + start) % block)
+        for lane in range(LANES):
+            prefix[start, lane] = values[start, lane]
+        for k in range(start + 1, stop):
+            for lane in range(LANES):
+                prefix[k, lane] = prefix[k - 1, lane] + values[k, lane]
+        for lane in range(LANES):
+            suffix[stop - 1, lane] = values[stop - 1, lane]
+        for k in range(stop - 2, start - 1, -1):
+            for lane in range(LANES):
+                suffix[k, lane] = values[k, lane] + suffix[k + 1, lane]
+        start = stop
+
+
+@njit(**COMPILE)
+def _across(columns, count, cols, lo, first, r, work, sums):
+    """sums[q, l, c] = columns[l, q, cols[c : c + 2r + 1] - lo].sum() for `count` rows l
+    (cols[0] at absolute column `first`), over blocks of 2r columns aligned to absolute 0:
+    the suffix of one block plus the prefix of the next. The rows run side by side in
+    `LANES` lanes (work: values, prefixes, suffixes, lanes innermost), so that the running
+    sums along a row vectorise across rows."""
+    nq, n_out = sums.shape[0], sums.shape[2]
     n, block = n_out + 2 * r, 2 * r
-    prefix = np.empty(n)
-    suffix = np.empty(n)
-    for y in range(rows):
+    for q in range(nq):
+        values = work[0, q, :n]
         for k in range(n):
-            value = x[y, cols[k]]
-            fresh = k == 0 or _starts_block(first + k, block)
-            prefix[k] = value if fresh else prefix[k - 1] + value
-        for k in range(n - 1, -1, -1):
-            value = x[y, cols[k]]
-            fresh = k == n - 1 or _starts_block(first + k + 1, block)
-            suffix[k] = value if fresh else value + suffix[k + 1]
+            at = cols[k] - lo
+            for lane in range(count):
+                values[k, lane] = columns[lane, q, at]
+        if r == 0:
+            for lane in range(count):
+                sums[q, lane] = values[:, lane]
+            continue
+        prefix, suffix = work[1, q], work[2, q]
+        _runs(values, first, block, prefix, suffix)
         for c in range(n_out):
-            out[y, c] = suffix[c] + prefix[c + block]
+            for lane in range(count):
+                sums[q, lane, c] = suffix[c, lane] + prefix[c + block, lane]
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def box_sum(x, cols, origin_y, origin_x, margin, r, out, scratch):
-    """Sums over (2r + 1)^2 boxes into `out`, centred on rows x[margin:-margin] and columns
-    cols[margin:-margin] of `x` (float64; see `extended`: its row 0 and cols[0] are at
-    absolute padded coordinates origin). `scratch` holds the sums down the rows: at least
-    out's rows by x's columns, reused from call to call (a new one per call was measured
-    costing more in page faults than the sums)."""
-    rows, n_out = out.shape
-    used = cols[margin - r:margin + n_out + r]
-    if r == 0:
-        for y in range(rows):
-            for c in range(n_out):
-                out[y, c] = x[margin + y, used[c]]
+@njit(**COMPILE)
+def _box_rows(z, rows, cols, top, left, margin, r, y, count, squares, nan, totals, lo_all,
+              suffix, rolling, columns, work, state, sums):
+    """sums[q, l, c] = the box sums of radius r around output rows y + l (absolute padded;
+    l < count <= LANES) and the region's columns c."""
+    used = cols[margin - r:cols.size - margin + r]
+    lo = used.min()
+    width = used.max() - lo + 1
+    for lane in range(count):
+        if r == 0:
+            _set(z[rows[y + lane - top]], lo, width, squares, nan, columns[lane])
+        else:
+            _column_sums(z, rows, top, lo, width, squares, nan, r, y + lane, totals,
+                         lo - lo_all, suffix, rolling, state, columns[lane])
+    _across(columns, count, used, lo, left + margin - r, r, work, sums)
+
+
+# ---- the relief models' kernels -------------------------------------------------------------
+
+SIGNATURE = (DEM, INDEX, INDEX, int64, int64, int64)
+BUFFERS = (F8_3D, F8_3D, F8_3D, F8_3D, float64[:, :, :, ::1], F8_3D)
+
+
+@njit(void(*SIGNATURE, int64, boolean, *BUFFERS, F4), **COMPILE)
+def box_mean(z, rows, cols, top, left, margin, r, nan, suffix, rolling, totals, columns, work,
+             sums, out):
+    """RVT's `mean_filter`: the mean of the valid pixels of each (2r + 1)^2 box, in float64
+    and rounded to float32 as RVT rounds it; NaN where the centre is NaN. `z` is the input
+    window; rows, cols, top, left, margin as in `Padded`; `nan`: whether z has NaN. Buffers
+    from `scratch`; `totals` unused below radius BLOCK / 2."""
+    used = cols[margin - r:cols.size - margin + r]
+    lo_all = used.min()
+    if r >= BLOCK // 2:
+        _block_totals(z, rows, top, margin - r, lo_all, used.max() - lo_all + 1, False, nan,
+                      totals)
+    state = np.zeros(2, np.int64)
+    state[0] = top - 2
+    area = np.float64((2 * r + 1) ** 2)
+    for i in range(0, out.shape[0], LANES):
+        count = min(LANES, out.shape[0] - i)
+        _box_rows(z, rows, cols, top, left, margin, r, top + margin + i, count, False, nan,
+                  totals, lo_all, suffix, rolling, columns, work, state, sums)
+        for lane in range(count):
+            centre, total, o = z[rows[margin + i + lane]], sums[0, lane], out[i + lane]
+            counts = sums[sums.shape[0] - 1, lane]
+            for c in range(out.shape[1]):
+                mean = np.float32(total[c] / (counts[c] if nan else area))
+                o[c] = mean if centre[cols[margin + c]] == centre[cols[margin + c]] else np.nan
+
+
+@njit(**COMPILE)
+def _deviation(total, squares, counts, area, centre, first, out):
+    """out = (centre - mean) / (std + 1e-6) of the boxes (counts: the valid pixels, or an
+    empty row for boxes of `area` pixels), or the larger in magnitude of that and out unless
+    `first` (a NaN deviation wins, as in RVT)."""
+    if counts.size:
+        for c in range(out.size):
+            mean = total[c] / counts[c]
+            std = math.sqrt(abs(squares[c] / counts[c] - mean * mean))
+            centre[c] = (centre[c] - mean) / (std + 1e-6)
+    else:
+        for c in range(out.size):
+            mean = total[c] / area
+            std = math.sqrt(abs(squares[c] / area - mean * mean))
+            centre[c] = (centre[c] - mean) / (std + 1e-6)
+    if first:
+        out[:] = centre
         return
-    low, high = used.min(), used.max() + 1
-    down = scratch[:rows, :high - low]
-    _sums_down(x[margin - r:], origin_y + margin - r, r, low, down)
-    _sums_across(down, used - low, origin_x + margin - r, r, out)
+    for c in range(out.size):
+        out[c] = out[c] if abs(out[c]) >= abs(centre[c]) else centre[c]
+
+
+@njit(void(*SIGNATURE, INDEX, boolean, *BUFFERS, F8), **COMPILE)
+def max_deviation(z, rows, cols, top, left, margin, radii, nan, suffix, rolling, totals,
+                  columns, work, sums, out):
+    """RVT's `max_elevation_deviation`: per pixel, of the deviations from the mean over boxes
+    of each radius, (z - mean) / (std + 1e-6), the one of largest magnitude (the first radius
+    wins ties; a NaN deviation replaces the maximum, as RVT's `numpy.where` does). Arguments
+    as for `box_mean`."""
+    big = radii.max()
+    used = cols[margin - big:cols.size - margin + big]
+    lo_all = used.min()
+    if big >= BLOCK // 2:
+        _block_totals(z, rows, top, margin - big, lo_all, used.max() - lo_all + 1, True, nan,
+                      totals)
+    state = np.zeros(2, np.int64)
+    centre = np.empty(out.shape[1])
+    no_counts = np.empty(0)
+    for n in range(radii.size):
+        r = radii[n]
+        state[0] = top - 2
+        area = np.float64((2 * r + 1) ** 2)
+        for i in range(0, out.shape[0], LANES):
+            count = min(LANES, out.shape[0] - i)
+            _box_rows(z, rows, cols, top, left, margin, r, top + margin + i, count, True, nan,
+                      totals, lo_all, suffix, rolling, columns, work, state, sums)
+            for lane in range(count):
+                zr = z[rows[margin + i + lane]]
+                for c in range(out.shape[1]):
+                    v = np.float64(zr[cols[margin + c]])
+                    centre[c] = v if v == v else 0.0
+                _deviation(sums[0, lane], sums[1, lane], sums[2, lane] if nan else no_counts,
+                           area, centre, n == 0, out[i + lane])

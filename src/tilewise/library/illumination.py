@@ -143,24 +143,38 @@ def grids(h: np.ndarray, tile: TileInfo, levels: tuple[Level, ...]) -> list[Grid
     return out
 
 
-def coarse_horizons(levels: tuple[Level, ...], found: list[Grid]) -> np.ndarray:
+def coarse_horizons(levels: tuple[Level, ...], found: list[Grid], first: int, last: int
+                    ) -> tuple[np.ndarray, int]:
     """The steepest slope (0 at least) to the horizon in each direction on the coarse levels,
-    from the coarsest down to level 1, each level's slopes interpolated onto the next:
-    (directions, level-1 centres)."""
+    from the coarsest down to level 1, each level's slopes interpolated onto the next, for
+    the level-1 rows that image rows `first` to `last` interpolate from: (directions, those
+    rows, level-1 columns), and the first of those rows. Each level's rows are those the next
+    finer level's interpolate from (a pixel's value does not depend on which rows are done)."""
     kernels = compiled()
-    out = np.empty((levels[0].search.directions, *found[1].shape))
+    spans = [(first, last)]
+    for _ in levels[1:]:
+        low, high = spans[-1]
+        spans.append((low // PYRAMID_SCALE, -(-high // PYRAMID_SCALE)))
+    out = np.empty((levels[0].search.directions, spans[1][1] - spans[1][0] + 1,
+                    found[1].shape[1]))
     for k in range(len(out)):
-        best = np.zeros(found[-1].shape)
+        best = np.zeros((spans[-1][1] - spans[-1][0] + 1, found[-1].shape[1]))
         for level in range(len(levels) - 1, 0, -1):
-            grid = found[level]
-            kernels.raise_to_horizon(grid.heights, *grid.margin,
-                                     *levels[level].search.direction(k), best)
+            grid, (low, _) = found[level], spans[level]
+            kernels.raise_to_horizon(grid.heights, grid.margin[0] + low - grid.first[0],
+                                     grid.margin[1], *levels[level].search.direction(k), best)
             if level > 1:
-                fine = np.empty(found[level - 1].shape)
-                kernels.upsample(best, *grid.first, *found[level - 1].first, fine)
+                finer, (fine_low, fine_high) = found[level - 1], spans[level - 1]
+                fine = np.empty((fine_high - fine_low + 1, finer.shape[1]))
+                kernels.upsample(best, low, grid.first[1], fine_low, finer.first[1], fine)
                 best = fine
         out[k] = best
-    return out
+    return out, spans[1][0]
+
+
+#: Image rows whose coarse horizons are found at once: a few rows of each level are shared
+#: with the next chunk, and the slopes held stay small whatever the tile.
+COARSE_ROWS = 64
 
 
 def _sky_tile(a, *, tile, nodata, ve_factor, resolution, directions, shadow_distance, model,
@@ -171,7 +185,6 @@ def _sky_tile(a, *, tile, nodata, ve_factor, resolution, directions, shadow_dist
     slope, aspect = slope_aspect(h, rows, cols)
     levels = pyramid(directions, shadow_distance)
     found = grids(h, tile, levels)
-    coarse = coarse_horizons(levels, found) if len(levels) > 1 else None
     fine, s = found[0], levels[0].search
     sums = [np.zeros(slope.shape) for _ in range(4)]
     cos_aspect, sin_aspect = np.cos(aspect.astype(np.float64)), np.sin(aspect.astype(np.float64))
@@ -180,22 +193,29 @@ def _sky_tile(a, *, tile, nodata, ve_factor, resolution, directions, shadow_dist
     # RVT's directions run counterclockwise from north: the shadow's is the nearest key.
     shadow_at = int(np.argmin(np.abs(s.angles - (360 - shadow_azimuth))))
     cast = np.zeros(slope.shape) if shadow else None
-    for start, stop, best in bands(*slope.shape, directions):
-        top = fine.margin[0] + start
-        if coarse is None:
-            best[:] = 0.0
-            kernels.horizons(fine.heights, top, fine.margin[1], s.dy, s.dx, s.inv_distance,
-                             s.starts, best)
-        else:
-            kernels.sky_horizons(fine.heights, top, fine.margin[1], s.dy, s.dx, s.inv_distance,
-                                 s.starts, coarse, *found[1].first, fine.first[0] + start,
-                                 fine.first[1], best)
-        angle = np.arctan(best)
-        kernels.sky_terms(best, angle, cos_aspect[start:stop], sin_aspect[start:stop],
-                          np.cos(angles), np.sin(angles), float(-2 * np.sin(half)),
-                          *(a[start:stop] for a in sums))
-        if shadow:
-            cast[start:stop] = np.degrees(angle[shadow_at]) < shadow_elevation
+    for chunk in range(0, slope.shape[0], COARSE_ROWS):
+        end = min(chunk + COARSE_ROWS, slope.shape[0])
+        if len(levels) > 1:
+            coarse, coarse_top = coarse_horizons(levels, found, fine.first[0] + chunk,
+                                                 fine.first[0] + end - 1)
+        for start, stop, best in bands(end - chunk, slope.shape[1], directions):
+            start, stop = chunk + start, chunk + stop
+            top = fine.margin[0] + start
+            if len(levels) == 1:
+                best[:] = 0.0
+                kernels.horizons(fine.heights, top, fine.margin[1], s.dy, s.dx,
+                                 s.inv_distance, s.starts, best)
+            else:
+                kernels.sky_horizons(fine.heights, top, fine.margin[1], s.dy, s.dx,
+                                     s.inv_distance, s.starts, coarse, coarse_top,
+                                     found[1].first[1], fine.first[0] + start, fine.first[1],
+                                     best)
+            angle = np.arctan(best)
+            kernels.sky_terms(best, angle, cos_aspect[start:stop], sin_aspect[start:stop],
+                              np.cos(angles), np.sin(angles), float(-2 * np.sin(half)),
+                              *(a[start:stop] for a in sums))
+            if shadow:
+                cast[start:stop] = np.degrees(angle[shadow_at]) < shadow_elevation
     uniform_a, uniform_b, overcast_c, overcast_d = sums
     uniform = half * np.cos(slope) * uniform_a + np.sin(slope) * np.minimum(uniform_b, np.pi)
     if model == "uniform":

@@ -16,9 +16,10 @@ metres or pixels at one scale (`msrm`, the horizon ops) refuse degrees and name 
 
 from __future__ import annotations
 
-import functools
 import math
+import mmap
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
@@ -28,8 +29,6 @@ from ..errors import ParameterError
 from ..graph import Image
 from ..ops import Op
 from ..regions import Box
-from . import terrain_kernels as kernels
-from .box_sums import extended
 from .kernels import as_float, check_dem, exaggeration, nodata_of, number
 from .registry import builtin
 
@@ -96,20 +95,20 @@ def pixel_size(image: Image) -> tuple[float, float]:
     return dy, dx
 
 
-@functools.cache
-def compile_kernels() -> None:
-    """Compile (or load from numba's cache) every kernel on a tiny array, before a run
-    measures its memory on a probe tile: compiling there was measured charging several
-    times the pipeline's real memory per pixel."""
-    z = np.zeros((3, 3))
-    ones = np.ones(3)
-    kernels.gradient_kernel(z.astype(np.float32), ones, ones, kernels.SHADE, np.zeros(2), 0.5,
-                            np.empty((2, 3, 3), np.float32))
-    out = np.empty((1, 1))
-    cols = np.arange(3)
-    for valid in (np.ones((3, 3)), np.empty((0, 0))):
-        kernels.box_mean(z, valid, cols, -1, -1, 1, 1, out)
-        kernels.max_deviation(z, valid, cols, -1, -1, 1, np.array([1]), out)
+def gradient_kernels() -> ModuleType:
+    """The 3 x 3 ops' compiled kernel, compiled (or loaded from numba's cache) on first use:
+    when an op is built, before a run measures its memory on a probe tile (compiling there
+    was measured charging several times the pipeline's real memory per pixel)."""
+    from . import terrain_kernels
+
+    return terrain_kernels
+
+
+def box_kernels() -> ModuleType:
+    """The relief models' compiled box sums, loaded as `gradient_kernels` is."""
+    from . import box_sums
+
+    return box_sums
 
 
 def _elevations(a: np.ndarray, nodata: float | None, ve_factor: float) -> np.ndarray:
@@ -124,20 +123,34 @@ def _region(tile) -> Box:
     return Box(tile.region.start[-2:], tile.region.stop[-2:])
 
 
+def _window_result(tile, bands: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """A float32 result of the window's shape (`bands` before its rows and columns), and the
+    view of it that the tile keeps, for the relief models, which compute their region only.
+    tilewise reads nothing else, so the rest is never touched: it is an anonymous map, whose
+    untouched pages are never resident (nor counted by the memory probe), since with a halo
+    of thousands of pixels the window can be many times the region."""
+    shape = (*bands, *tile.window.shape)
+    size = max(1, math.prod(shape)) * 4
+    out = np.frombuffer(mmap.mmap(-1, size), np.float32, math.prod(shape)).reshape(shape)
+    return out, out[(..., *_region(tile).within(tile.window))]
+
+
 def _in_window(values: np.ndarray, tile) -> np.ndarray:
-    """A result computed for the tile's region only, placed in an array of the window's
-    shape (NaN elsewhere): relief models skip their wide halo's own pixels."""
-    out = np.full((*values.shape[:-2], *tile.window.shape), np.nan, np.float32)
-    out[(..., *_region(tile).within(tile.window))] = values
+    """`values`, computed for the tile's region, in a result of the window's shape."""
+    out, kept = _window_result(tile, values.shape[:-2])
+    kept[...] = values
     return out
 
 
-def _valid_split(ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values with 0 for NaN, and 1/0 validity (empty when all are valid)."""
-    holes = np.isnan(ext)
-    if not holes.any():
-        return ext, np.empty((0, 0))
-    return np.where(holes, 0.0, ext), (~holes).astype(np.float64)
+def _padded(a, tile, nodata, ve_factor, margin: int, mode: str):
+    """The DEM window as RVT's float32 elevations (the window itself when it is that
+    already: the kernels only read it), how the region grown by `margin` reads it (padded
+    beyond the image as RVT pads), and whether it has NaN."""
+    if a.dtype == np.float32 and nodata is None and ve_factor == 1:
+        z = np.ascontiguousarray(a)
+    else:
+        z = _elevations(a, nodata, ve_factor)
+    return z, box_kernels().Padded.of(tile, margin, mode), bool(np.isnan(z).any())
 
 
 # ---- op functions: run on each tile's window ----------------------------------------------
@@ -147,39 +160,49 @@ def _gradient(a, *, tile, nodata, sizes, ve_factor, kind, azimuths, elevation, s
               units=None):
     z = _elevations(a, nodata, ve_factor)
     res_y, res_x = sizes.rows(tile.window.start[0], tile.window.stop[0])
-    out = np.empty((max(len(azimuths), 1), *z.shape), np.float32)
+    kernels = gradient_kernels()
+    planes = 2 if kind == kernels.ASPECT else max(len(azimuths), 1)
+    out = np.empty((planes, *z.shape), np.float32)
     kernels.gradient_kernel(z, res_y, res_x, kind, np.radians(azimuths),
-                            math.radians(elevation), out)
-    if units is not None:  # the slope: as RVT, the float32 tangent's angle by NumPy in float32
-        tangent = out[0]
-        return {"percent": tangent * np.float32(100), "radian": np.arctan(tangent),
-                "degree": np.degrees(np.arctan(tangent))}[units]
-    return out if stacked else out[0]
+                            math.radians(elevation), out, np.empty((4, z.shape[1])))
+    # The angles as RVT takes them, with NumPy's float32 functions (in place).
+    if kind == kernels.ASPECT:
+        aspect = np.arctan2(out[0], out[1], out=out[0])
+        return np.degrees(aspect, out=aspect) if units == "degree" else aspect
+    if units is None:
+        return out if stacked else out[0]
+    slope = out[0]
+    if units == "percent":
+        slope *= np.float32(100)
+        return slope
+    np.arctan(slope, out=slope)
+    return np.degrees(slope, out=slope) if units == "degree" else slope
 
 
 def _slrm(a, *, tile, nodata, ve_factor, radius):
-    z = _elevations(a, nodata, ve_factor)
-    ext, cols, origin = extended(z, tile, radius, "edge")
-    values, valid = _valid_split(ext.astype(np.float64))
-    mean = np.empty(_region(tile).shape)
-    kernels.box_mean(values, valid, cols, *origin, radius, radius, mean)
+    z, padded, nan = _padded(a, tile, nodata, ve_factor, radius, "edge")
+    boxes = box_kernels()
+    mean = np.empty(padded.shape, np.float32)
+    boxes.box_mean(z, padded.rows, padded.cols, padded.top, padded.left, radius, radius, nan,
+                   *boxes.scratch(padded, (radius,), 1 + nan), mean)
     centre = z[_region(tile).within(tile.window)]
-    return _in_window(centre - mean.astype(np.float32), tile)
+    return _in_window(centre - mean, tile)
 
 
 def _msrm(a, *, tile, nodata, ve_factor, radii):
-    z = _elevations(a, nodata, ve_factor)
-    ext, cols, origin = extended(z, tile, radii[-1], "edge")
-    values, valid = _valid_split(ext.astype(np.float64))
-    total = np.zeros(_region(tile).shape)
+    margin = radii[-1]
+    z, padded, nan = _padded(a, tile, nodata, ve_factor, margin, "edge")
+    boxes = box_kernels()
+    buffers = boxes.scratch(padded, radii, 1 + nan)
+    total = np.zeros(padded.shape)
     previous = None
     for r in radii:
         if r == 0:  # RVT's mean filter of radius 0 is the DEM itself
             surface = z[_region(tile).within(tile.window)]
         else:
-            mean = np.empty(_region(tile).shape)
-            kernels.box_mean(values, valid, cols, *origin, radii[-1], r, mean)
-            surface = mean.astype(np.float32)
+            surface = np.empty(padded.shape, np.float32)
+            boxes.box_mean(z, padded.rows, padded.cols, padded.top, padded.left, margin, r,
+                           nan, *buffers, surface)
         if previous is not None:
             total += previous - surface  # RVT's difference of float32 surfaces
         previous = surface
@@ -187,21 +210,27 @@ def _msrm(a, *, tile, nodata, ve_factor, radii):
 
 
 def _mstp(a, *, tile, nodata, ve_factor, scales, lightness):
-    z = _elevations(a, nodata, ve_factor)
     margin = max(radii[-1] for radii in scales)
-    ext, cols, origin = extended(z, tile, margin, "symmetric")
-    values, valid = _valid_split(ext.astype(np.float64))
+    z, padded, nan = _padded(a, tile, nodata, ve_factor, margin, "symmetric")
+    boxes = box_kernels()
+    buffers = boxes.scratch(padded, tuple(r for radii in scales for r in radii), 2 + nan)
     holes = np.isnan(z[_region(tile).within(tile.window)])
-    bands = np.empty((3, *_region(tile).shape), np.float32)
-    for band, radii in enumerate(scales):
-        deviation = np.empty(_region(tile).shape)
-        kernels.max_deviation(values, valid, cols, *origin, margin, np.array(radii),
-                              deviation)
-        deviation = deviation.astype(np.float32)
-        deviation[holes] = np.nan
-        bands[band] = np.clip(1 - np.exp(-lightness * np.abs(deviation.astype(np.float64))),
-                              0, 1)
-    return _in_window(bands, tile)
+    out, bands = _window_result(tile, (3,))
+    deviation = np.empty(padded.shape)
+    for band, radii in zip(bands, scales, strict=True):
+        boxes.max_deviation(z, padded.rows, padded.cols, padded.top, padded.left, margin,
+                            np.array(radii), nan, *buffers, deviation)
+        # RVT's float32 deviation, NaN at NaN, then 1 - exp(-lightness |deviation|) in
+        # [0, 1], computed in float64 in place (no temporaries the size of the tile).
+        band[...] = deviation
+        band[holes] = np.nan
+        deviation[...] = band
+        np.abs(deviation, out=deviation)
+        deviation *= -lightness
+        np.exp(deviation, out=deviation)
+        np.subtract(1, deviation, out=deviation)
+        band[...] = np.clip(deviation, 0, 1, out=deviation)
+    return out
 
 
 # ---- parameter checks --------------------------------------------------------------------
@@ -235,7 +264,6 @@ def _terrain_op(func, dem: Image, name: str, ve_factor: float, margin: int,
     one band or the named ones."""
     check_dem(dem, name)
     z = exaggeration(ve_factor, name)
-    compile_kernels()
     meta = {"nodata": float("nan")}
     grid = {}
     if bands is not None:
@@ -245,10 +273,11 @@ def _terrain_op(func, dem: Image, name: str, ve_factor: float, margin: int,
         dem, nodata=nodata_of(dem), ve_factor=z, **params)
 
 
-def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
+def _gradient_op(dem: Image, name: str, ve_factor: float, kind: str,
                  azimuths: tuple[float, ...] = (), elevation: float = 0.0,
                  bands: tuple[str, ...] | None = None, **params) -> Image:
     check_dem(dem, name)
+    kind = getattr(gradient_kernels(), kind)
     return _terrain_op(_gradient, dem, name, ve_factor, 1, bands, sizes=pixel_sizes(dem),
                        kind=kind, azimuths=azimuths, elevation=elevation,
                        stacked=bands is not None, **params)
@@ -256,6 +285,7 @@ def _gradient_op(dem: Image, name: str, ve_factor: float, kind: int,
 
 def _relief_op(func, dem: Image, name: str, ve_factor: float, margin: int,
                bands: tuple[str, ...] | None = None, **params) -> Image:
+    box_kernels()
     return _terrain_op(func, dem, name, ve_factor, margin, bands, **params)
 
 
@@ -268,7 +298,7 @@ def slope(dem: Image, *, units: Literal["degree", "percent", "radian"] = "degree
     """Slope gradient (RVT `slope_aspect`'s slope): 0 for flat ground, in degrees, percent
     (100 x the rise per metre) or radians (RVT: output_units)."""
     units = _choice(units, "units", "slope", ("degree", "percent", "radian"))
-    return _gradient_op(dem, "slope", ve_factor, kernels.TANGENT, units=units)
+    return _gradient_op(dem, "slope", ve_factor, "TANGENT", units=units)
 
 
 @builtin(halo="1")
@@ -276,9 +306,8 @@ def aspect(dem: Image, *, units: Literal["degree", "radian"] = "degree",
            ve_factor: float = 1.0) -> Image:
     """Direction the slope faces (RVT `slope_aspect`'s aspect): clockwise from north, in
     (-180, 180] degrees as RVT's code gives it (west is -90), or radians; 0 on flat ground."""
-    kind = {"degree": kernels.ASPECT_DEGREE, "radian": kernels.ASPECT_RADIAN}
-    units = _choice(units, "units", "aspect", tuple(kind))
-    return _gradient_op(dem, "aspect", ve_factor, kind[units])
+    units = _choice(units, "units", "aspect", ("degree", "radian"))
+    return _gradient_op(dem, "aspect", ve_factor, "ASPECT", units=units)
 
 
 @builtin(halo="1")
@@ -287,7 +316,7 @@ def hillshade(dem: Image, *, azimuth: float = 315.0, elevation: float = 35.0,
     """Hillshade (RVT `hillshade`): cosine of the sun's incidence, 0 in shadow, 1 facing the
     sun, lit from azimuth (RVT: sun_azimuth, degrees clockwise from north) and elevation
     (RVT: sun_elevation, degrees above the horizon). For an 8-bit picture see `byte_scale`."""
-    return _gradient_op(dem, "hillshade", ve_factor, kernels.SHADE,
+    return _gradient_op(dem, "hillshade", ve_factor, "SHADE",
                         (_angle(azimuth, "azimuth", "hillshade", 360),),
                         _angle(elevation, "elevation", "hillshade", 90))
 
@@ -300,7 +329,7 @@ def multi_hillshade(dem: Image, *, directions: int = 16, elevation: float = 35.0
     every edge, tilewise does not (docs/relief.md)."""
     n = _whole(directions, "directions", "multi_hillshade")
     azimuths = tuple(360 / n * i for i in range(n))
-    return _gradient_op(dem, "multi_hillshade", ve_factor, kernels.SHADE, azimuths,
+    return _gradient_op(dem, "multi_hillshade", ve_factor, "SHADE", azimuths,
                         _angle(elevation, "elevation", "multi_hillshade", 90),
                         tuple(f"hillshade {a:g}" for a in azimuths))
 
@@ -309,7 +338,7 @@ def multi_hillshade(dem: Image, *, directions: int = 16, elevation: float = 35.0
 def multi_hillshade_rgb(dem: Image, *, elevation: float = 35.0, ve_factor: float = 1.0) -> Image:
     """RVT's RGB multi-direction hillshade (its blender's and 8-bit form): red, green and blue
     lit from azimuths 315, 22.5 and 90 at `elevation` (RVT: mhs_sun_el)."""
-    return _gradient_op(dem, "multi_hillshade_rgb", ve_factor, kernels.SHADE, RGB_AZIMUTHS,
+    return _gradient_op(dem, "multi_hillshade_rgb", ve_factor, "SHADE", RGB_AZIMUTHS,
                         _angle(elevation, "elevation", "multi_hillshade_rgb", 90),
                         ("red", "green", "blue"))
 
