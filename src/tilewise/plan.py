@@ -278,12 +278,14 @@ def _larger(pipeline: Pipeline, size: tuple[int, ...], fits: Callable[[tuple[int
                        for d, (n, k) in enumerate(zip(shape, size, strict=True)))
         if not fits(bigger):
             continue
-        usual = math.prod(bigger) <= MAX_TILE_PIXELS and _count(shape, bigger) >= min_tiles
-        cheaper = (_count(shape, bigger) >= min(workers, min_tiles)
-                   and makespan(pipeline, bigger, workers)
-                   <= (1 - HALO_GAIN) * makespan(pipeline, size, workers))
         key = (axes[i] not in SPATIAL, size[i])
-        if (usual or cheaper) and (best is None or key < best[0]):
+        if best is not None and key >= best[0]:
+            continue
+        usual = math.prod(bigger) <= MAX_TILE_PIXELS and _count(shape, bigger) >= min_tiles
+        # (estimated only past the usual rule: tiles are large by then, and so few)
+        if usual or (_count(shape, bigger) >= min(workers, min_tiles)
+                     and makespan(pipeline, bigger, workers)
+                     <= (1 - HALO_GAIN) * makespan(pipeline, size, workers)):
             best = (key, bigger)
     return None if best is None else best[1]
 
