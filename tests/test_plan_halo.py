@@ -1,4 +1,4 @@
-"""The planner weighs a halo's recomputation against idle workers (`plan.waves`): the tiles of
+"""The planner weighs a halo's recomputation against idle workers (`plan.makespan`): the tiles of
 an op whose halo is as wide as the image each recompute nearly the whole image, so one tile per
 worker finishes sooner than the usual several per worker; with a small halo the usual rule
 stands."""
@@ -35,13 +35,17 @@ def test_a_halo_as_wide_as_the_image_gets_one_tile_per_worker(dem, tmp_path, mar
     assert len(with_one.plan.grid) == (1 if margin == 700 else planning.TILES_PER_WORKER)
 
 
-def test_waves_count_the_halo_recomputed_in_each_wave(dem):
-    """A central tile's region stands for every tile's."""
+def test_the_estimate_counts_every_tiles_halo_and_the_largest_tile(dem):
+    """Graham's bound: the pixels all windows read over the workers, plus half the largest
+    window (2 workers), whose region a central tile stands for."""
     pipeline = Pipeline.of([tw.Op(copy, margin=700)(tw.open(dem))])
-    # Two tiles of 1024 x 2048: one wave of two workers, each reading the whole image.
-    assert planning.waves(pipeline, (1024, 2048), 2) == 2048 * 2048
-    # Eight of 512 x 1024: four waves, a central tile reading rows 68 to 1980.
-    assert planning.waves(pipeline, (512, 1024), 2) == 4 * 1912 * 2048
-    # With a halo of 2 the estimate hardly changes with the tile: the usual rule decides.
+    # Two tiles of 1024 x 2048 read rows [0, 1724) and [324, 2048); a central one all rows.
+    assert planning.makespan(pipeline, (1024, 2048), 2) == 1724 * 2048 + 2048 * 2048 / 2
+    # Eight of 512 x 1024 read 1212, 1724, 1724 and 1212 rows by 1724 columns, each twice;
+    # a central one rows 68 to 1980 by all columns.
+    eight = planning.makespan(pipeline, (512, 1024), 2)
+    assert eight == 5872 * 1724 + 1912 * 2048 / 2
+    # With a halo of 2 the total hardly changes with the tile: the largest tile decides, so
+    # the estimate never asks for fewer tiles than the usual rule.
     small = Pipeline.of([tw.Op(copy, margin=2)(tw.open(dem))])
-    assert planning.waves(small, (512, 1024), 2) == 4 * 516 * 1028
+    assert planning.makespan(small, (512, 1024), 2) < planning.makespan(small, (1024, 1024), 2)

@@ -50,7 +50,7 @@ MAX_TILE_PIXELS = 2048 * 2048
 #: Aim for at least this many tiles per worker, so that no worker idles at the end.
 TILES_PER_WORKER = 4
 #: A tile larger than the rules above allow is still taken when the halo makes it that much
-#: cheaper (see `waves`), as long as every worker keeps a tile.
+#: cheaper (see `makespan`), as long as every worker keeps a tile.
 HALO_GAIN = 0.1
 
 
@@ -266,7 +266,7 @@ def _larger(pipeline: Pipeline, size: tuple[int, ...], fits: Callable[[tuple[int
             workers: int, min_tiles: int) -> tuple[int, ...] | None:
     """The tile `size` doubled along one axis (the spatial one it is shortest along, the
     last on ties), if that fits: and leaves at least `min_tiles` tiles of at most
-    `MAX_TILE_PIXELS`, or cuts the estimated time (`waves`) by `HALO_GAIN` and leaves every
+    `MAX_TILE_PIXELS`, or cuts the estimated time (`makespan`) by `HALO_GAIN` and leaves every
     worker a tile."""
     shape, axes = pipeline.shape, pipeline.axes
     growable = [i for i, a in enumerate(axes) if a not in UNSPLIT]
@@ -278,24 +278,28 @@ def _larger(pipeline: Pipeline, size: tuple[int, ...], fits: Callable[[tuple[int
                        for d, (n, k) in enumerate(zip(shape, size, strict=True)))
         if not fits(bigger):
             continue
-        usual = math.prod(bigger) <= MAX_TILE_PIXELS and _count(shape, bigger) >= min_tiles
-        cheaper = (_count(shape, bigger) >= min(workers, min_tiles)
-                   and waves(pipeline, bigger, workers)
-                   <= (1 - HALO_GAIN) * waves(pipeline, size, workers))
         key = (axes[i] not in SPATIAL, size[i])
-        if (usual or cheaper) and (best is None or key < best[0]):
+        if best is not None and key >= best[0]:
+            continue
+        usual = math.prod(bigger) <= MAX_TILE_PIXELS and _count(shape, bigger) >= min_tiles
+        # (estimated only past the usual rule: tiles are large by then, and so few)
+        if usual or (_count(shape, bigger) >= min(workers, min_tiles)
+                     and makespan(pipeline, bigger, workers)
+                     <= (1 - HALO_GAIN) * makespan(pipeline, size, workers)):
             best = (key, bigger)
     return None if best is None else best[1]
 
 
-def waves(pipeline: Pipeline, size: tuple[int, ...], workers: int) -> int:
-    """The estimated time of a run in tiles of `size`, in pixels: the tiles run in waves of
-    `workers`, each as long as a tile's largest region (its halo recomputed), of a central
-    tile. With a small halo it hardly depends on the tile's size; with a halo as wide as the
-    image (MSTP's radii reach 2023 pixels), every tile's region is nearly the whole image,
-    so fewer, larger tiles finish sooner, down to one per worker: below that cores idle."""
-    return -(-_count(pipeline.shape, size) // workers) * window_pixels(
-        pipeline, central(pipeline.shape, size))
+def makespan(pipeline: Pipeline, size: tuple[int, ...], workers: int) -> float:
+    """The estimated time of a run in tiles of `size`, in pixels computed, taking a tile's work
+    as the pixels its windows read (its halo recomputed): Graham's bound for tiles handed to
+    workers as they free up, the work over the workers plus most of the largest tile's. With a
+    small halo it hardly depends on the tile's size, and smaller tiles balance better; with a
+    halo as wide as the image (MSTP's radii reach 2023 pixels), every tile reads nearly the
+    whole image, so fewer, larger tiles finish sooner, down to one per worker."""
+    largest = window_pixels(pipeline, central(pipeline.shape, size))
+    return (read_pixels(pipeline, TileGrid(pipeline.shape, size)) / workers
+            + (1 - 1 / workers) * largest)
 
 
 def smallest(shape: tuple[int, ...], unit: tuple[int, ...], axes: tuple[str, ...]
