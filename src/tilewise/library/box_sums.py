@@ -334,6 +334,18 @@ def _box_rows(z, rows, cols, top, left, margin, r, y, count, squares, nan, total
     _across(columns, count, used, lo, left + margin - r, r, work, sums)
 
 
+@njit(**COMPILE)
+def _start(z, rows, cols, top, margin, r, squares, nan, totals):
+    """The first column the boxes of radius up to `r` use, with the block totals filled when
+    `r` spans whole blocks (`totals` unused below radius BLOCK / 2)."""
+    used = cols[margin - r:cols.size - margin + r]
+    lo_all = used.min()
+    if r >= BLOCK // 2:
+        _block_totals(z, rows, top, margin - r, lo_all, used.max() - lo_all + 1, squares, nan,
+                      totals)
+    return lo_all
+
+
 # ---- the relief models' kernels -------------------------------------------------------------
 
 SIGNATURE = (DEM, INDEX, INDEX, int64, int64, int64)
@@ -347,11 +359,7 @@ def box_mean(z, rows, cols, top, left, margin, r, nan, suffix, rolling, totals, 
     and rounded to float32 as RVT rounds it; NaN where the centre is NaN. `z` is the input
     window; rows, cols, top, left, margin as in `Padded`; `nan`: whether z has NaN. Buffers
     from `scratch`; `totals` unused below radius BLOCK / 2."""
-    used = cols[margin - r:cols.size - margin + r]
-    lo_all = used.min()
-    if r >= BLOCK // 2:
-        _block_totals(z, rows, top, margin - r, lo_all, used.max() - lo_all + 1, False, nan,
-                      totals)
+    lo_all = _start(z, rows, cols, top, margin, r, False, nan, totals)
     state = np.zeros(2, np.int64)
     state[0] = top - 2
     area = np.float64((2 * r + 1) ** 2)
@@ -396,12 +404,7 @@ def max_deviation(z, rows, cols, top, left, margin, radii, nan, suffix, rolling,
     of each radius, (z - mean) / (std + 1e-6), the one of largest magnitude (the first radius
     wins ties; a NaN deviation replaces the maximum, as RVT's `numpy.where` does). Arguments
     as for `box_mean`."""
-    big = radii.max()
-    used = cols[margin - big:cols.size - margin + big]
-    lo_all = used.min()
-    if big >= BLOCK // 2:
-        _block_totals(z, rows, top, margin - big, lo_all, used.max() - lo_all + 1, True, nan,
-                      totals)
+    lo_all = _start(z, rows, cols, top, margin, radii.max(), True, nan, totals)
     state = np.zeros(2, np.int64)
     centre = np.empty(out.shape[1])
     no_counts = np.empty(0)
