@@ -225,3 +225,11 @@ def fsync(path: str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: memoryview, at: int) -> None:
+    """Write `data` at byte `at` of the file `fd`. A write may be short (a full filesystem):
+    writing the rest then raises the OSError that says why."""
+    while data:
+        done = os.pwritev(fd, [data], at)
+        data, at = data[done:], at + done

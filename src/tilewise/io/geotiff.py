@@ -8,8 +8,9 @@ would read its first page alone. Reduced-resolution pages (overviews) and masks 
 
 Output is staged, not written into the TIFF tile by tile: GDAL writes a TIFF's tile index only
 when the file is closed, so a killed writer leaves a TIFF whose finished tiles cannot be found,
-and a run could not resume. Workers write their tiles into a Zarr array at `NAME.partial`
-(LZ4, in parallel, fsynced); a thread of the driver copies each block of the TIFF as soon as
+and a run could not resume. Workers write their tiles into a raw file of the TIFF's blocks in
+the folder `NAME.partial` (`blockfile`: in parallel, one write per row of blocks, fsynced); a
+thread of the driver copies each block of the TIFF as soon as
 the tiles covering it are staged into a GeoTIFF inside the staging folder (GDAL compressing
 with every core, the kernel asked to write it back as it grows), and when the last block is
 copied the GeoTIFF is renamed to `NAME`. A resumed run copies from the start.
@@ -31,24 +32,22 @@ from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
-import zarr
 from rasterio.windows import Window
 
 from ..errors import UnsupportedFormatError
 from ..regions import Box
-from . import handles
 from .base import Finisher, Sink, fsync, read_head
+from .blockfile import BlockFile, BlockReader
 from .gdal import GDAL_CACHE, GDALSource, stack_error
 from .location import is_local
-from .zarr_array import create_store, sync_chunks, write_chunks
 
 #: Block side of written GeoTIFFs (GDAL wants a multiple of 16).
 BLOCK = 512
 #: ZSTD at level 1 compresses float rasters as well as DEFLATE at five times the speed, and
 #: GDAL >= 2.3 (QGIS, rasterio, ArcGIS Pro >= 2.x) reads it; pass compress= to choose another.
 CREATION_OPTIONS = {"compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer"}
-#: The staging array's codec: fast to write and read back, as it lives only during the run.
-STAGING_CODEC = zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+#: The staged blocks' file in the staging folder.
+STAGED = "blocks.raw"
 #: Bytes of the GeoTIFF copied between two requests that the kernel start writing it back.
 WRITE_BACK = 64 * 1024 * 1024
 #: The first bytes of a TIFF and of a BigTIFF, little- and big-endian.
@@ -141,15 +140,22 @@ class GeoTIFFSink(Sink):
         side = tuple(min(BLOCK, -(-n // 16) * 16) for n in shape[-2:])
         return (shape[0], *side) if len(shape) == 3 else side
 
+    @property
+    def staged(self) -> BlockFile:
+        return BlockFile(os.path.join(self.staging, STAGED), self.shape,
+                         self.default_chunks(self.shape, self.axes), self.dtype)
+
     def create(self) -> None:
-        create_store(self.staging, self.shape, self.chunks, self.dtype, self.axes, {},
-                     compressors=STAGING_CODEC)
+        os.makedirs(self.staging, exist_ok=True)
+        self.staged.create()
+        fsync(self.staging)
+        fsync(os.path.dirname(os.path.abspath(self.staging)))
 
     def write(self, box: Box, data: np.ndarray) -> None:
-        write_chunks(self.staging, box, data)
+        self.staged.write(box, data)
 
     def sync(self, box: Box) -> None:
-        sync_chunks(self.staging, box)
+        fsync(self.staged.path)
 
     def finisher(self) -> TiffCopy:
         return TiffCopy(self)
@@ -164,13 +170,14 @@ class GeoTIFFSink(Sink):
         it is staged whole, so that only the last tiles' blocks are left after the last tile;
         "" if stopped. The TIFF's blocks lie in the file in the order they were copied."""
         target = os.path.join(self.staging, os.path.basename(self.path))
-        staged = zarr.open_array(self.staging, mode="r")
         profile = self._profile()
-        with rasterio.open(target, "w", **profile) as ds, WriteBack(target) as written:
+        by, bx = profile["blockysize"], profile["blockxsize"]
+        with (BlockReader(self.staged) as staged, rasterio.open(target, "w", **profile) as ds,
+              WriteBack(target) as written):
             self._name_bands(ds, profile)
             for rows, cols in iter(copy.next_block, None):
                 self._write(ds, profile, Window.from_slices(rows, cols),
-                            staged[..., rows, cols])
+                            staged.read(rows.start // by, cols.start // bx))
                 written.add(math.prod(self.shape[:-2]) * (rows.stop - rows.start)
                             * (cols.stop - cols.start) * self.dtype.itemsize)
         if copy.stopped:
@@ -182,8 +189,7 @@ class GeoTIFFSink(Sink):
                     copied: Callable[[int, int, np.ndarray], None] | None = None) -> bool:
         """Copy the staged tiles into a new TIFF at `target`, block by block in rows, calling
         `copied(row, col, block)` after each block; False if `ready` said to stop."""
-        staged = zarr.open_array(self.staging, mode="r")
-        with rasterio.open(target, "w", **profile) as ds:
+        with BlockReader(self.staged) as staged, rasterio.open(target, "w", **profile) as ds:
             self._name_bands(ds, profile)
             height, width = self.shape[-2:]
             by, bx = profile["blockysize"], profile["blockxsize"]
@@ -193,7 +199,7 @@ class GeoTIFFSink(Sink):
                     return False
                 for col in range(0, width, bx):
                     cols = slice(col, min(col + bx, width))
-                    block = staged[..., rows, cols]
+                    block = staged.read(row // by, col // bx)
                     self._write(ds, profile, Window.from_slices(rows, cols), block)
                     if copied is not None:
                         copied(row, col, block)
@@ -229,7 +235,7 @@ class GeoTIFFSink(Sink):
         }
 
     def close(self) -> None:
-        handles.forget(self.staging)
+        self.staged.close()
 
 
 class WriteBack:

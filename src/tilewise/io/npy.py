@@ -21,7 +21,7 @@ from ..axes import parse_axes
 from ..errors import InputError
 from ..regions import Box
 from . import handles
-from .base import Sink, Source, fsync, read_head
+from .base import Sink, Source, fsync, read_head, write_all
 
 #: The first bytes of every .npy file.
 MAGIC = b"\x93NUMPY"
@@ -132,7 +132,7 @@ class NpySink(Sink):
         data = np.ascontiguousarray(data, layout.dtype)
         buffer = memoryview(data.reshape(-1).view(np.uint8))
         for at, into, size in layout.runs(box):
-            os.pwritev(f.fileno(), [buffer[into:into + size]], at)
+            write_all(f.fileno(), buffer[into:into + size], at)
 
     def sync(self, box: Box) -> None:
         # Written through the file, not a map: fsync makes any process's writes durable.
