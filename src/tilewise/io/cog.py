@@ -1,7 +1,7 @@
 """Cloud Optimized GeoTIFF output: a GeoTIFF with internal overviews, laid out for HTTP reads.
 
 A path ending in `.cog.tif` is written as a COG. Its overviews are built from the data as the
-copy thread of `geotiff` moves each finished row of blocks out of the staging array, never by
+copy thread of `geotiff` moves each finished row of blocks out of the staging file, never by
 reading the output again: each block is halved into level 1, and each level, once a full row
 of its own 512-pixel blocks is assembled, is written to a TIFF of its own and halved into the
 next level, down to the first level that fits in one block (as GDAL's COG driver does). When

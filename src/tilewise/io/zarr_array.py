@@ -3,8 +3,7 @@
 Zarr is the format for parallel output: each tile covers whole chunks, so workers write their
 tiles directly, from any thread or process, without a lock. Metadata lives in the attributes
 and axis names in `dimension_names`. A tile's chunk files are fsynced (`sync`) before the
-journal records it, so that it never records a tile that a crash could still lose. GeoTIFF
-output is staged in a Zarr array too (see `geotiff`).
+journal records it, so that it never records a tile that a crash could still lose.
 
 In an object store (`s3://bucket/out.zarr`, through fsspec and zarr's `FsspecStore`) there is
 no rename to make an output final in one step. There, chunks are written in place by the

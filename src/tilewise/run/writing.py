@@ -5,7 +5,7 @@ only committed (every tile written before a crash) or left alone (complete). The
 active output still lacks are computed once for all of them; workers write what they can,
 the driver writes the rest, and the recorder makes every written tile durable before
 journaling it. When no tile is left, each output is finished (a GeoTIFF copied out of its
-staging array) and moved into place. On failure, staged outputs that can be resumed are kept;
+staging file) and moved into place. On failure, staged outputs that can be resumed are kept;
 the others are removed.
 """
 
