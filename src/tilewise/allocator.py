@@ -8,7 +8,7 @@ the threshold at `MMAP_THRESHOLD` makes every array at least that large a mappin
 unmapped when freed, while smaller ones (sub-blocks' arrays, source blocks of 512 x 512) are
 reused from the heap. Not lower: at 1 MiB every 512 x 512 float32 block GDAL decodes or the
 GeoTIFF copy reads was mapped, faulted in and unmapped (with every thread's TLB flushed), and
-W2 on 2 threads spent 4.0 s of 14 CPU seconds in the kernel (2.4 s at 8 MiB: 7.1-7.5 s ->
+W2 on 2 threads spent 4.0 s of 14 CPU seconds in the kernel (2.8 s at 8 MiB: 7.1-7.5 s ->
 6.3 s of wall time). It is set in the driver when a run starts and in every worker process;
 elsewhere (not glibc) nothing is changed.
 """
