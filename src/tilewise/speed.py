@@ -73,10 +73,6 @@ def sides(axes: tuple[str, ...]) -> list[int]:
     return [max(1, round((side * side) ** (1 / dims))) for side in SIDES]
 
 
-def _best_of_two(run: Callable[[], object]) -> float:
-    return _best_of(run, 2)
-
-
 def _best_of(run: Callable[[], object], times: int) -> float:
     best = math.inf
     for _ in range(times):
@@ -95,7 +91,7 @@ def per_pixel(pipeline: Pipeline) -> float:
     """Seconds per output pixel of the whole chain on a small central box, sources read."""
     small = central_box(pipeline.shape, pipeline.axes, 256 * 256)
     reads = _reads(pipeline, small)
-    return _best_of_two(lambda: pipeline.compute(small, None, reads)) / small.size
+    return _best_of(lambda: pipeline.compute(small, None, reads), 2) / small.size
 
 
 def measure(pipeline: Pipeline, tile: tuple[int, ...] | None = None) -> Speed:
@@ -129,8 +125,8 @@ def measure(pipeline: Pipeline, tile: tuple[int, ...] | None = None) -> Speed:
     reads = _reads(pipeline, box)
     times: dict[int | None, float] = {}
     for side in [*tried, None]:
-        times[side] = _best_of_two(
-            lambda side=side: subblocks.compute(pipeline, box, None, side, reads)) / box.size
+        times[side] = _best_of(
+            lambda side=side: subblocks.compute(pipeline, box, None, side, reads), 2) / box.size
     best = min(times.values())
     chosen = next(s for s in [None, *reversed(tried)] if times[s] <= best * (1 + TIE))
     return Speed(times, chosen, box.shape)
@@ -151,6 +147,6 @@ def thread_speedup(pipeline: Pipeline, side: int | None) -> float:
         one()
         other.join()
 
-    single = _best_of_two(one)
+    single = _best_of(one, 2)
     times = min(6, max(2, round(SPEEDUP_SECONDS / (3 * max(single, 1e-6)))))
     return 2 * min(single, _best_of(one, times - 2)) / _best_of(two, times)

@@ -225,12 +225,12 @@ class ZarrSink(Sink):
 
 def create_store(path: str | zarr.abc.store.Store, shape: tuple[int, ...],
                  chunks: tuple[int, ...], dtype: np.dtype, axes: tuple[str, ...],
-                 attributes: dict[str, Any], fill: Any = None, compressors: Any = "auto") -> None:
+                 attributes: dict[str, Any], fill: Any = None) -> None:
     """A new, empty Zarr v3 array at `path` (or in a store), its metadata already on disk."""
     kwargs: dict[str, Any] = {} if fill is None else {"fill_value": fill}
     zarr.create_array(path, shape=shape, chunks=chunks, dtype=dtype,
                       dimension_names=list(axes), attributes=attributes,
-                      compressors=compressors, overwrite=True, **kwargs)
+                      overwrite=True, **kwargs)
     if isinstance(path, str):
         fsync(os.path.join(path, "zarr.json"))
         fsync(path)
