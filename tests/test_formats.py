@@ -2,6 +2,8 @@
 
 import contextlib
 import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -81,6 +83,32 @@ def test_sink_class_by_suffix_or_by_name():
     with pytest.raises(tw.UnsupportedFormatError, match=r"cannot write /o/a\.xyz: unknown "
                                                         r"suffix '\.xyz'"):
         sink_class("/o/a.xyz")
+
+
+LEAN_RUN = """
+import sys
+import numpy as np
+import rasterio
+import tilewise as tw
+from tilewise import library
+
+path, out = sys.argv[1], sys.argv[2]
+with rasterio.open(path, "w", driver="GTiff", width=64, height=48, count=1, dtype="float32",
+                   crs="EPSG:32633", transform=rasterio.Affine(1, 0, 0, 0, -1, 0)) as ds:
+    ds.write(np.arange(64 * 48, dtype="float32").reshape(1, 48, 64))
+tw.save(library.slope(tw.open(path)), out, executor="threads", workers=2, progress=False)
+print(" ".join(m for m in ("zarr", "astropy", "matplotlib", "pylibCZIrw") if m in sys.modules))
+"""
+
+
+def test_a_geotiff_run_imports_no_other_formats_library(tmp_path):
+    """Each format's module is imported by its first file: a process that reads and writes
+    GeoTIFFs (every worker of a run) never pays for Zarr, astropy or matplotlib."""
+    done = subprocess.run([sys.executable, "-c", LEAN_RUN, str(tmp_path / "dem.tif"),
+                           str(tmp_path / "slope.tif")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
+    assert tw.open(tmp_path / "slope.tif").shape == (48, 64)
 
 
 def test_a_directory_is_an_input_error(tmp_path):

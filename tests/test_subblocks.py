@@ -86,6 +86,7 @@ def test_plan_shows_the_sub_blocks_chosen_and_why(tmp_path, monkeypatch):
     # The measurement is skipped when it would cost more than a share of the run; allow it
     # whatever the load of the machine running the test.
     monkeypatch.setattr(speed, "LEAST_SECONDS", 60.0)
+    monkeypatch.setattr(speed, "MOST_SHARE", 1e6)
     img = tw.open(make((2048, 2048), "float32", seed=1))
     chain = tiled_chain(img, 4, 2)
     measured = describe(plan(chain, tmp_path / "a.zarr", memory=above_resident("512MiB"),

@@ -8,8 +8,8 @@ that the run can resume (see `journal`). `write` hands a tile to the file system
 `sync` makes it durable (the driver's recorder calls it before journaling the tile), and
 `commit` moves the finished output into place in one rename, so nothing at the final path ever
 looks complete but is not. Sinks whose format workers can write in parallel say so
-(`parallel_writes`: Zarr, `.npy`, and GeoTIFF, which is staged in Zarr); the driver writes the
-others (an array in memory).
+(`parallel_writes`: Zarr, `.npy`, and GeoTIFF, which is staged in a raw file of its blocks,
+`blockfile`); the driver writes the others (an array in memory).
 
 Each names its format (the registry's name for it, see `registry`) and the bytes of per-process
 cache its library keeps (GDAL's block cache), which the run plans into the memory budget.

@@ -21,6 +21,7 @@ pattern is a stack of files (`open_stack`), each file's format found as above.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from collections.abc import Callable
@@ -31,17 +32,8 @@ from typing import Any
 
 from ..errors import InputError, ParameterError, UnsupportedFormatError
 from .base import Sink, Source
-from .cog import COGSink
-from .czi import CziSource, is_czi
-from .fits_image import FitsSource, is_fits
-from .gdal import GDALSource
-from .geotiff import GeoTIFFSink, GeoTIFFSource, is_tiff
 from .location import VSI, scheme, suffix
-from .npy import NpySink, NpySource, is_npy
-from .ome_zarr import OMEZarrSink, OMEZarrSource, is_ome_zarr
 from .stack import holds_files, open_files
-from .tiff import TiffSource, is_stack
-from .zarr_array import ZarrSink, ZarrSource, is_zarr
 
 #: The entry-point group third-party formats register under.
 GROUP = "tilewise.formats"
@@ -69,29 +61,51 @@ class Format:
     suffixes: tuple[str, ...] = ()
     schemes: tuple[str, ...] = ()
     sniff: Callable[[str, bytes], bool] | None = None
-    sink: type[Sink] | None = None
+    sink: type[Sink] | str | None = None
     options: tuple[str, ...] = ()
     folder: bool = False
     forwards_options: bool = False
 
 
+def _deferred(module: str, name: str) -> Callable[..., Any]:
+    """`name` (a function, or a class's method as `Class.method`) of the format module
+    `module`, imported on the first call: every format's module imported up front would cost
+    each process (the driver, every worker) Zarr's and tifffile's imports, 0.3 s and 20 MiB,
+    for formats a run does not touch."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        target: Any = importlib.import_module(f"{__package__}.{module}")
+        for part in name.split("."):
+            target = getattr(target, part)
+        return target(*args, **kwargs)
+
+    return call
+
+
 BUILTINS: tuple[Format, ...] = (
     # Before GeoTIFF: TIFF stacks, OME-TIFF and ImageJ files without GeoTIFF keys, by tifffile.
-    Format("tiff", TiffSource.open, (".ome.tif", ".ome.tiff"), (), is_stack,
-           options=("series", "level")),
-    Format("geotiff", GeoTIFFSource.open, (".tif", ".tiff"), GDAL_SCHEMES, is_tiff, GeoTIFFSink),
-    Format("zarr", ZarrSource.open, (".zarr",), ("s3", "gs", "http", "https"), is_zarr,
-           ZarrSink, options=("storage_options",), folder=True),
-    Format("npy", NpySource.open, (".npy",), (), is_npy, NpySink),
-    Format("gdal", GDALSource.open,
+    Format("tiff", _deferred("tiff", "TiffSource.open"), (".ome.tif", ".ome.tiff"), (),
+           _deferred("tiff", "is_stack"), options=("series", "level")),
+    Format("geotiff", _deferred("geotiff", "GeoTIFFSource.open"), (".tif", ".tiff"),
+           GDAL_SCHEMES, _deferred("geotiff", "is_tiff"), f"{__package__}.geotiff:GeoTIFFSink"),
+    Format("zarr", _deferred("zarr_array", "ZarrSource.open"), (".zarr",),
+           ("s3", "gs", "http", "https"), _deferred("zarr_array", "is_zarr"),
+           f"{__package__}.zarr_array:ZarrSink", options=("storage_options",), folder=True),
+    Format("npy", _deferred("npy", "NpySource.open"), (".npy",), (), _deferred("npy", "is_npy"),
+           f"{__package__}.npy:NpySink"),
+    Format("gdal", _deferred("gdal", "GDALSource.open"),
            (".vrt", ".img", ".jp2", ".png", ".nc", ".hdf", ".h5", ""), GDAL_SCHEMES),
     # Written as a COG (see cog), read as any GeoTIFF: the geotiff sniffer recognises it first.
-    Format("cog", GeoTIFFSource.open, (".cog.tif", ".cog.tiff"), sink=COGSink),
+    Format("cog", _deferred("geotiff", "GeoTIFFSource.open"), (".cog.tif", ".cog.tiff"),
+           sink=f"{__package__}.cog:COGSink"),
     # A Zarr group with NGFF metadata (see ome_zarr); its levels are Zarr arrays.
-    Format("ome-zarr", OMEZarrSource.open, (".ome.zarr",), (), is_ome_zarr, OMEZarrSink,
+    Format("ome-zarr", _deferred("ome_zarr", "OMEZarrSource.open"), (".ome.zarr",), (),
+           _deferred("ome_zarr", "is_ome_zarr"), f"{__package__}.ome_zarr:OMEZarrSink",
            options=("level",), folder=True),
-    Format("czi", CziSource.open, (".czi",), (), is_czi, options=("scene",)),
-    Format("fits", FitsSource.open, (".fits", ".fit", ".fts"), (), is_fits, options=("hdu",)),
+    Format("czi", _deferred("czi", "CziSource.open"), (".czi",), (), _deferred("czi", "is_czi"),
+           options=("scene",)),
+    Format("fits", _deferred("fits_image", "FitsSource.open"), (".fits", ".fit", ".fts"), (),
+           _deferred("fits_image", "is_fits"), options=("hdu",)),
     # A folder of files (a list or a glob pattern goes to `open_stack` directly).
     Format("stack", lambda location, axes, **options: open_stack(location, axes, None, options),
            sniff=holds_files, options=("axis",), folder=True, forwards_options=True),
@@ -198,7 +212,8 @@ def _for_local(path: str, fmt: Format | None) -> Format:
     folder = os.path.isdir(path)
     if fmt is None:
         head = b"" if folder else _head(path)
-        fmt = next((f for f in formats() if f.sniff is not None and f.sniff(path, head)), None)
+        fmt = next((f for f in formats()
+                    if f.sniff is not None and f.folder == folder and f.sniff(path, head)), None)
     if fmt is None and folder:
         fmt = next((f for f in formats() if f.folder and suffix(path) in f.suffixes), None)
         if fmt is None:
@@ -245,4 +260,7 @@ def sink_class(path: str, format: str | None = None) -> type[Sink]:
             names = ", ".join(f.name for f in writers)
             raise UnsupportedFormatError(f"cannot write {path}: format {fmt.name!r} is read "
                                          f"only (formats that write: {names})")
+    if isinstance(fmt.sink, str):
+        module, _, name = fmt.sink.partition(":")
+        return getattr(importlib.import_module(module), name)
     return fmt.sink

@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import tifffile
-import zarr
 
 from .. import meta as metadata
 from ..errors import InputError, ParameterError
@@ -74,6 +73,9 @@ class _Opened:
     """A TIFF file open in one thread, and the Zarr array of one level of one series."""
 
     def __init__(self, path: str, series: int, level: int) -> None:
+        # Imported here: this module is imported to sniff every TIFF, GeoTIFFs included.
+        import zarr
+
         self.tif = tifffile.TiffFile(path)
         self.store = self.tif.series[series].aszarr(level=level)
         self.array = zarr.open_array(self.store, mode="r")

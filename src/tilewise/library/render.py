@@ -14,11 +14,9 @@ blends it into each band, as RVT does.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import matplotlib
 import numpy as np
-from matplotlib.colors import LinearSegmentedColormap
 
 from ..errors import ParameterError
 from ..graph import Image
@@ -26,6 +24,9 @@ from ..ops import Op
 from ..reductions import percentile, reduce
 from .kernels import as_float, nodata_of, number
 from .registry import builtin
+
+if TYPE_CHECKING:
+    import matplotlib.colors
 
 BlendMode = Literal["normal", "multiply", "screen", "overlay", "soft_light", "luminosity"]
 #: RVT's luminance weights of red, green and blue (`blend_func.lum`).
@@ -91,7 +92,11 @@ def normalize(image: Image, *, minimum: float, maximum: float,
 def colour_map(cmap: str, min_cut: float | None, max_cut: float | None
                ) -> matplotlib.colors.Colormap:
     """RVT's colour map: matplotlib's, cut to [min_cut, max_cut] of its range if asked (as a
-    100-colour `LinearSegmentedColormap`, RVT's `truncate_colormap`)."""
+    100-colour `LinearSegmentedColormap`, RVT's `truncate_colormap`). matplotlib is imported
+    here, by the runs that colour: 0.1 s of every other process's start."""
+    import matplotlib
+    from matplotlib.colors import LinearSegmentedColormap
+
     try:
         colours = matplotlib.colormaps[cmap]
     except KeyError:

@@ -161,7 +161,7 @@ class Sizing:
         speed = (measure(self.pipeline, self.tile) if block == MEASURE
                  else Speed(side=block, note="given"))
         try:
-            self.runner.start(WarmUp.of(self.pipeline))
+            self.runner.start(WarmUp.of(self.pipeline, self.sinks))
         except WorkerLost as lost:
             raise lost_error(lost, "while starting") from None
         fixed, read_cache = fixed_costs(self.pipeline, self.sinks, self.runner, self.budget)

@@ -7,7 +7,7 @@ work object is sent to each worker once; jobs carry only the tile's position.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,16 +100,18 @@ class ReduceWork:
 @dataclass(frozen=True, eq=False)
 class WarmUp:
     """What a worker process does once started, before its memory is measured: import the
-    ops' modules (by unpickling them) and read one pixel of each file, which initialises the
-    format libraries (GDAL registers its drivers and opens the file)."""
+    ops' and the outputs' modules (by unpickling them: a format's module, and its library, is
+    imported by its first file) and read one pixel of each file, which initialises the format
+    libraries (GDAL registers its drivers and opens the file)."""
 
     ops: tuple[Any, ...]
     sources: tuple[Source, ...]
+    sinks: tuple[Sink, ...] = ()
 
     @classmethod
-    def of(cls, pipeline: Pipeline) -> WarmUp:
+    def of(cls, pipeline: Pipeline, sinks: Sequence[Sink] = ()) -> WarmUp:
         return cls(tuple(n.op for n in pipeline.nodes if isinstance(n, OpNode)),
-                   tuple(n.source for n in pipeline.sources if n.source.paths))
+                   tuple(n.source for n in pipeline.sources if n.source.paths), tuple(sinks))
 
     def __call__(self) -> None:
         for source in self.sources:
