@@ -215,7 +215,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name, _ in rows_cases}
     for _ in range(args.repeat):  # interleaved, so that machine noise hits every case alike
         for name, argv in rows_cases:
-            runs[name].append(run_child(argv))
+            runs[name].append(run_child(argv, argv[argv.index("--args") + 2]))
     rows = [(name, median(runs[name])) for name, _ in rows_cases]
     print(f"\nW2: uniform(5) -> hypot(sobel) -> gaussian(2), halo 11, tilewise "
           f"memory={args.memory} unless named, median of {args.repeat}")

@@ -214,7 +214,8 @@ def main() -> None:
             runs: dict[str, list[dict]] = {who: [] for who, _ in cases}
             for _ in range(args.repeat):
                 for who, (case, path) in cases:
-                    runs[who].append(run_child([me, "--case", case, "--args", src, path, name]))
+                    runs[who].append(run_child([me, "--case", case, "--args", src, path, name],
+                                               path))
             rows = [(f"{name}: {who}", median(runs[who])) for who, _ in cases]
             print()
             table(rows, rows[0][1], "vs RVT", 44)

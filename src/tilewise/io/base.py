@@ -230,6 +230,7 @@ def fsync(path: str) -> None:
 def write_all(fd: int, data: memoryview, at: int) -> None:
     """Write `data` at byte `at` of the file `fd`. A write may be short (a full filesystem):
     writing the rest then raises the OSError that says why."""
-    while data:
-        done = os.pwritev(fd, [data], at)
+    done = os.pwrite(fd, data, at)
+    while done < len(data):
         data, at = data[done:], at + done
+        done = os.pwrite(fd, data, at)
