@@ -41,6 +41,10 @@ TIE = 0.05
 #: each of one and two threads): one slow run of two threads, from another process taking a
 #: core for a moment, read as ops holding the GIL and chose processes 25% slower than threads.
 SPEEDUP_SECONDS = 0.2
+#: Two threads cannot do more than twice the work of one: a speed-up above that says another
+#: process slowed the single-thread runs (2.44x was measured so for an op that holds the GIL,
+#: during a test suite), and the measurement is taken again, at most this many times in all.
+SPEEDUP_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,10 @@ def thread_speedup(pipeline: Pipeline, side: int | None) -> float:
         one()
         other.join()
 
-    single = _best_of(one, 2)
-    times = min(6, max(2, round(SPEEDUP_SECONDS / (3 * max(single, 1e-6)))))
-    return 2 * min(single, _best_of(one, times - 2)) / _best_of(two, times)
+    for _ in range(SPEEDUP_TRIES):
+        single = _best_of(one, 2)
+        times = min(6, max(2, round(SPEEDUP_SECONDS / (3 * max(single, 1e-6)))))
+        speedup = 2 * min(single, _best_of(one, times - 2)) / _best_of(two, times)
+        if speedup <= 2 * (1 + TIE):
+            break
+    return speedup
