@@ -67,45 +67,51 @@ class Format:
     forwards_options: bool = False
 
 
-def _deferred(module: str, name: str) -> Callable[..., Any]:
-    """`name` (a function, or a class's method as `Class.method`) of the format module
-    `module`, imported on the first call: every format's module imported up front cost each
-    process (the driver, every worker) Zarr's import and the OME-Zarr code's, 0.16 s and
-    12 MiB, for formats a run does not touch."""
+def _resolve(reference: str) -> Any:
+    """The object a `"module:name"` reference names (`name` may be dotted: `Class.method`)."""
+    module, _, name = reference.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _deferred(reference: str) -> Callable[..., Any]:
+    """The function `reference` names (of a module of this package, `"geotiff:is_tiff"`),
+    imported on the first call: every format's module imported up front cost each process (the
+    driver, every worker) Zarr's import and the OME-Zarr code's, 0.16 s and 12 MiB, for
+    formats a run does not touch."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        target: Any = importlib.import_module(f"{__package__}.{module}")
-        for part in name.split("."):
-            target = getattr(target, part)
-        return target(*args, **kwargs)
+        return _resolve(f"{__package__}.{reference}")(*args, **kwargs)
 
     return call
 
 
 BUILTINS: tuple[Format, ...] = (
     # Before GeoTIFF: TIFF stacks, OME-TIFF and ImageJ files without GeoTIFF keys, by tifffile.
-    Format("tiff", _deferred("tiff", "TiffSource.open"), (".ome.tif", ".ome.tiff"), (),
-           _deferred("tiff", "is_stack"), options=("series", "level")),
-    Format("geotiff", _deferred("geotiff", "GeoTIFFSource.open"), (".tif", ".tiff"),
-           GDAL_SCHEMES, _deferred("geotiff", "is_tiff"), f"{__package__}.geotiff:GeoTIFFSink"),
-    Format("zarr", _deferred("zarr_array", "ZarrSource.open"), (".zarr",),
-           ("s3", "gs", "http", "https"), _deferred("zarr_array", "is_zarr"),
+    Format("tiff", _deferred("tiff:TiffSource.open"), (".ome.tif", ".ome.tiff"), (),
+           _deferred("tiff:is_stack"), options=("series", "level")),
+    Format("geotiff", _deferred("geotiff:GeoTIFFSource.open"), (".tif", ".tiff"),
+           GDAL_SCHEMES, _deferred("geotiff:is_tiff"), f"{__package__}.geotiff:GeoTIFFSink"),
+    Format("zarr", _deferred("zarr_array:ZarrSource.open"), (".zarr",),
+           ("s3", "gs", "http", "https"), _deferred("zarr_array:is_zarr"),
            f"{__package__}.zarr_array:ZarrSink", options=("storage_options",), folder=True),
-    Format("npy", _deferred("npy", "NpySource.open"), (".npy",), (), _deferred("npy", "is_npy"),
+    Format("npy", _deferred("npy:NpySource.open"), (".npy",), (), _deferred("npy:is_npy"),
            f"{__package__}.npy:NpySink"),
-    Format("gdal", _deferred("gdal", "GDALSource.open"),
+    Format("gdal", _deferred("gdal:GDALSource.open"),
            (".vrt", ".img", ".jp2", ".png", ".nc", ".hdf", ".h5", ""), GDAL_SCHEMES),
     # Written as a COG (see cog), read as any GeoTIFF: the geotiff sniffer recognises it first.
-    Format("cog", _deferred("geotiff", "GeoTIFFSource.open"), (".cog.tif", ".cog.tiff"),
+    Format("cog", _deferred("geotiff:GeoTIFFSource.open"), (".cog.tif", ".cog.tiff"),
            sink=f"{__package__}.cog:COGSink"),
     # A Zarr group with NGFF metadata (see ome_zarr); its levels are Zarr arrays.
-    Format("ome-zarr", _deferred("ome_zarr", "OMEZarrSource.open"), (".ome.zarr",), (),
-           _deferred("ome_zarr", "is_ome_zarr"), f"{__package__}.ome_zarr:OMEZarrSink",
+    Format("ome-zarr", _deferred("ome_zarr:OMEZarrSource.open"), (".ome.zarr",), (),
+           _deferred("ome_zarr:is_ome_zarr"), f"{__package__}.ome_zarr:OMEZarrSink",
            options=("level",), folder=True),
-    Format("czi", _deferred("czi", "CziSource.open"), (".czi",), (), _deferred("czi", "is_czi"),
+    Format("czi", _deferred("czi:CziSource.open"), (".czi",), (), _deferred("czi:is_czi"),
            options=("scene",)),
-    Format("fits", _deferred("fits_image", "FitsSource.open"), (".fits", ".fit", ".fts"), (),
-           _deferred("fits_image", "is_fits"), options=("hdu",)),
+    Format("fits", _deferred("fits_image:FitsSource.open"), (".fits", ".fit", ".fts"), (),
+           _deferred("fits_image:is_fits"), options=("hdu",)),
     # A folder of files (a list or a glob pattern goes to `open_stack` directly).
     Format("stack", lambda location, axes, **options: open_stack(location, axes, None, options),
            sniff=holds_files, options=("axis",), folder=True, forwards_options=True),
@@ -260,7 +266,4 @@ def sink_class(path: str, format: str | None = None) -> type[Sink]:
             names = ", ".join(f.name for f in writers)
             raise UnsupportedFormatError(f"cannot write {path}: format {fmt.name!r} is read "
                                          f"only (formats that write: {names})")
-    if isinstance(fmt.sink, str):
-        module, _, name = fmt.sink.partition(":")
-        return getattr(importlib.import_module(module), name)
-    return fmt.sink
+    return _resolve(fmt.sink) if isinstance(fmt.sink, str) else fmt.sink
