@@ -104,6 +104,8 @@ class _Pool:
         self.seen: dict[int, Any] = {}
         self.closed = threading.Event()
         self.started = False
+        #: The thread the workers were started from, alive as long as the pool.
+        self.starter: threading.Thread | None = None
 
     def meet(self, path: str) -> None:
         """Have every worker load `path`, starting the workers if need be.
@@ -129,7 +131,8 @@ class _Pool:
                     submitted.set()
                 self.closed.wait()
 
-            threading.Thread(target=spawn, daemon=True, name="tilewise-workers").start()
+            self.starter = threading.Thread(target=spawn, daemon=True, name="tilewise-workers")
+            self.starter.start()
             submitted.wait()
             if failed:
                 raise _start_error(failed[0])
@@ -143,8 +146,12 @@ class _Pool:
             raise WorkerLost("processes", (), f"{exc}: {_how_it_died(self.seen.values())} "
                              "while starting (a script without `if __name__ == '__main__':` "
                              "fails so: each worker imports it again)") from None
-        finally:
-            self.barrier.reset()
+        except BaseException:
+            # Interrupted (Ctrl-C): a worker yet to reach the barrier must not wait
+            # START_TIMEOUT there for the others (the process would hang at exit).
+            self.barrier.abort()
+            raise
+        self.barrier.reset()
         self.remember()
 
     def remember(self) -> None:
@@ -157,6 +164,12 @@ class _Pool:
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.closed.set()
+        # Joined, so that the starter's references to the pool's queues and locks go while
+        # the interpreter is whole: a daemon thread dropping them during exit could be
+        # stopped between unlinking a semaphore and telling the resource tracker ("leaked
+        # semaphore" warnings after a run, mostly after Ctrl-C).
+        if self.starter is not None:
+            self.starter.join()
 
 
 _pools: dict[int, _Pool] = {}
@@ -229,7 +242,7 @@ class ProcessExecutor(Executor):
             pool = _pool(self.workers)
             try:
                 pool.meet(path)
-            except WorkerLost:
+            except BaseException:  # lost or interrupted: half-started workers are ended
                 _discard(pool)
                 raise
 
