@@ -179,6 +179,35 @@ def test_ctrl_c_stops_cleanly_keeps_tiles_and_resumes(tmp_path):
         assert_same_outputs(reference.parent, pipeline.parent)
 
 
+def test_ctrl_c_while_worker_processes_start_stops_cleanly(tmp_path):
+    """Ctrl-C at moments from the first worker process's appearance on: the workers meet at
+    a barrier while they start, and one arriving after the interruption once waited there
+    120 s, hanging the exit; the pool's semaphores leaked a resource-tracker warning onto
+    stderr after about one Ctrl-C in ten. Each moment is a run of its own."""
+    import psutil
+
+    pipeline, _ = setup_run(tmp_path / "p", data_path("dem", "srtm90.tif"), "processes")
+    for delay in np.linspace(0, 1.6, 9):
+        proc = launch(pipeline, "--overwrite")
+
+        def workers(proc=proc):
+            try:
+                return [c for c in psutil.Process(proc.pid).children()
+                        if "spawn_main" in " ".join(c.cmdline())]
+            except psutil.Error:  # a process gone while listed
+                return []
+
+        while proc.poll() is None and not workers():
+            time.sleep(0.005)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+        stderr = proc.stderr.read()
+        assert code == 130, (delay, stderr)
+        assert stderr.strip() == ("tilewise: interrupted (finished tiles are kept; run the "
+                                  "same command again to resume)"), delay
+
+
 def _enospc_after(monkeypatch, writes):
     """Make Zarr's local store fail with ENOSPC once `writes` chunks have been written."""
     import zarr.storage
