@@ -1,6 +1,11 @@
 """Block-wise reads assemble exactly the window a direct read gives, cached or not."""
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,8 +65,62 @@ def test_a_shared_halo_block_is_decoded_once():
     blocks.cache.clear()
     np.testing.assert_array_equal(left, image[:, :9])
     np.testing.assert_array_equal(right, image[:, 7:])
-    # Left: block 2 is partial (decoded, cached), blocks 0-1 whole (one read). Right: block 1 is
-    # partial and was not cached (it was whole for the left window), block 2 comes from the
+    # Left: block 2 is partial (decoded, cached), blocks 0-1 whole (one read), block 1 cached
+    # too, as the right window's halo reaches into it. Right: blocks 1 and 2 come from the
     # cache, block 3 is whole.
-    assert decoded == [Box((0, 8), (8, 12)), Box((0, 0), (8, 8)), Box((0, 4), (8, 8)),
-                       Box((0, 12), (8, 16))]
+    assert decoded == [Box((0, 8), (8, 12)), Box((0, 0), (8, 8)), Box((0, 12), (8, 16))]
+
+
+def test_threads_needing_one_block_decode_it_once():
+    shape, block = (64, 64), (64, 8)
+    image = np.arange(64 * 64, dtype="float32").reshape(shape)
+    decoded = []
+    started = threading.Barrier(8)
+
+    def read(box):
+        decoded.append(box)
+        time.sleep(0.05)  # every thread asks for the block while one decodes it
+        return image[box.slices].copy()
+
+    def window(_):
+        started.wait()  # eight windows inside block 1, asked for at once
+        return blocks.read_blocked("img", Box((0, 9), (64, 15)), shape, block, image.dtype,
+                                   read)
+
+    blocks.cache.clear()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(window, range(8)))
+    blocks.cache.clear()
+    for got in results:
+        np.testing.assert_array_equal(got, image[:, 9:15])
+    assert decoded == [Box((0, 8), (64, 16))]
+
+
+def test_a_failed_decode_lets_waiting_threads_decode_themselves():
+    shape, block = (16, 16), (16, 8)
+    image = np.arange(256, dtype="int32").reshape(shape)
+    calls = []
+    first = threading.Event()
+
+    def read(box):
+        calls.append(box)
+        if len(calls) == 1:
+            first.set()
+            time.sleep(0.05)
+            raise OSError("damaged block")
+        return image[box.slices].copy()
+
+    def failing():
+        return blocks.read_blocked("bad", Box((0, 1), (16, 7)), shape, block, image.dtype, read)
+
+    def waiting():
+        first.wait()
+        return blocks.read_blocked("bad", Box((0, 2), (16, 6)), shape, block, image.dtype, read)
+
+    blocks.cache.clear()
+    with ThreadPoolExecutor(2) as pool:
+        failed, waited = pool.submit(failing), pool.submit(waiting)
+        np.testing.assert_array_equal(waited.result(timeout=10), image[:, 2:6])
+        with pytest.raises(OSError, match="damaged"):
+            failed.result()
+    blocks.cache.clear()

@@ -1,12 +1,18 @@
-"""Reading windows block by block, so that a halo never decodes a storage block twice.
+"""Reading windows block by block, so that a storage block is decoded once per run.
 
 A compressed GeoTIFF or Zarr array decodes whole blocks: a tile's halo reaches a few pixels into
-its neighbours' blocks but pays for decoding all of them, and each neighbour decodes them again
-for its own core. For a 2048 x 2048 tile, 512 x 512 blocks and a halo of 11 pixels that is 20
-extra blocks on top of 16. Here, a block only partly inside a window is decoded once, kept in a
-small per-process LRU cache, and served from there to every later window that needs it; blocks
-wholly inside a window and not cached are read in as few calls as possible, straight into the
-result.
+its neighbours' blocks but pays for decoding all of them, and each neighbour's halo reaches
+back into the tile's. For a 2048 x 2048 tile, 512 x 512 blocks and a halo of 11 pixels that is
+20 extra blocks on top of 16; for a strip of 32 rows, a whole row of blocks for each strip.
+Here the blocks two windows may share (those a window holds only in part, and its outermost
+whole ones where its edge falls inside a block: a neighbour's halo reaches into them) are kept
+in a per-process cache after decoding and served from there to every later window; a thread
+needing one that another thread is decoding waits for it rather than decoding it again. Other
+blocks wholly inside a window are read in as few calls as possible, straight into the result.
+
+The cache evicts the oldest block first, not the least recently used: in C order, the blocks a
+window has just read from the cache are those no later window needs, while those decoded for
+the next row of tiles were decoded a whole row ago.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,32 +30,54 @@ from . import handles
 from .base import Source
 
 #: Most bytes of decoded blocks a process keeps; a run sets the capacity from its budget.
-CAPACITY = 64 * 1024 * 1024
+CAPACITY = 128 * 1024 * 1024
 
 
 class BlockCache:
+    """Decoded blocks by key, the oldest evicted past `capacity`, and the blocks that threads
+    are decoding now."""
+
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.used = 0
         self._blocks: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._pending: dict[Hashable, threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> np.ndarray | None:
         with self._lock:
+            return self._blocks.get(key)
+
+    def claim(self, key: Hashable) -> np.ndarray | threading.Event | None:
+        """The block, if cached; else the event another thread sets once it has decoded it;
+        else None, and the caller is to decode it, then `put` or `release` it."""
+        with self._lock:
             block = self._blocks.get(key)
             if block is not None:
-                self._blocks.move_to_end(key)
-            return block
+                return block
+            if key in self._pending:
+                return self._pending[key]
+            self._pending[key] = threading.Event()
+            return None
 
     def put(self, key: Hashable, block: np.ndarray) -> None:
+        """Keep a decoded block (if it fits), and wake the threads waiting for it."""
         with self._lock:
-            if key in self._blocks or block.nbytes > self.capacity:
-                return
-            self._blocks[key] = block
-            self.used += block.nbytes
-            while self.used > self.capacity:
-                _, old = self._blocks.popitem(last=False)
-                self.used -= old.nbytes
+            if key not in self._blocks and block.nbytes <= self.capacity:
+                self._blocks[key] = block
+                self.used += block.nbytes
+                while self.used > self.capacity:
+                    _, old = self._blocks.popitem(last=False)
+                    self.used -= old.nbytes
+        self.release(key)
+
+    def release(self, key: Hashable) -> None:
+        """Wake the threads waiting for a claimed block (they decode it themselves if it was
+        not kept)."""
+        with self._lock:
+            event = self._pending.pop(key, None)
+        if event is not None:
+            event.set()
 
     def clear(self) -> None:
         with self._lock:
@@ -63,31 +91,73 @@ cache = BlockCache(CAPACITY)
 def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tuple[int, ...],
                  dtype: np.dtype, read: Callable[[Box], np.ndarray]) -> np.ndarray:
     """The pixels of `box`, assembled from blocks of shape `blocks` of an image of `shape`."""
-    first = tuple(a // b for a, b in zip(box.start, blocks, strict=True))
-    last = tuple(-(-e // b) for e, b in zip(box.stop, blocks, strict=True))
     image = Box.of_shape(shape)
     out = np.empty(box.shape, dtype)
-    whole: list[tuple[int, ...]] = []
-    for index in np.ndindex(*(b - a for a, b in zip(first, last, strict=True))):
-        index = tuple(i + f for i, f in zip(index, first, strict=True))
-        block = Box(tuple(i * b for i, b in zip(index, blocks, strict=True)),
-                    tuple((i + 1) * b for i, b in zip(index, blocks, strict=True))).intersect(image)
+
+    def block_box(index: tuple[int, ...]) -> Box:
+        return Box(tuple(i * b for i, b in zip(index, blocks, strict=True)),
+                   tuple((i + 1) * b for i, b in zip(index, blocks, strict=True))
+                   ).intersect(image)
+
+    def fill(index: tuple[int, ...], data: np.ndarray) -> None:
+        block = block_box(index)
         part = block.intersect(box)
-        cached = cache.get((source, index))
-        if cached is not None:
-            out[part.within(box)] = cached[part.within(block)]
-        elif box.contains(block):
-            whole.append(index)
-        else:
-            data = read(block)
-            cache.put((source, index), data)
-            out[part.within(box)] = data[part.within(block)]
-    for run in _runs(whole):
-        region = Box(tuple(i * b for i, b in zip(run[0], blocks, strict=True)),
-                     tuple((i + 1) * b for i, b in zip(run[1], blocks, strict=True))
-                     ).intersect(image)
-        out[region.within(box)] = read(region)
+        out[part.within(box)] = data[part.within(block)]
+
+    whole: list[tuple[int, ...]] = []
+    claimed: list[tuple[int, ...]] = []
+    waiting: list[tuple[tuple[int, ...], threading.Event]] = []
+    try:
+        for index in _indices(box, blocks):
+            inside = box.contains(block_box(index))
+            shared = not inside or _edge(index, box, blocks, shape)
+            found = cache.claim((source, index)) if shared else cache.get((source, index))
+            if isinstance(found, np.ndarray):
+                fill(index, found)
+            elif found is not None:
+                waiting.append((index, found))
+            else:
+                claimed += [index] if shared else []
+                if inside:
+                    whole.append(index)
+                else:
+                    data = read(block_box(index))
+                    cache.put((source, index), data)
+                    fill(index, data)
+        for run in _runs(whole):
+            region = Box(block_box(run[0]).start, block_box(run[1]).stop)
+            out[region.within(box)] = read(region)
+        for index in claimed:
+            if box.contains(block := block_box(index)):
+                cache.put((source, index), out[block.within(box)].copy())
+    finally:
+        for index in claimed:
+            cache.release((source, index))
+    for index, decoded in waiting:
+        decoded.wait()
+        data = cache.get((source, index))
+        fill(index, read(block_box(index)) if data is None else data)
     return out
+
+
+def _indices(box: Box, blocks: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """The indices of the blocks `box` touches, in C order."""
+    first = tuple(a // b for a, b in zip(box.start, blocks, strict=True))
+    last = tuple(-(-e // b) for e, b in zip(box.stop, blocks, strict=True))
+    for index in np.ndindex(*(b - a for a, b in zip(first, last, strict=True))):
+        yield tuple(i + f for i, f in zip(index, first, strict=True))
+
+
+def _edge(index: tuple[int, ...], box: Box, blocks: tuple[int, ...],
+          shape: tuple[int, ...]) -> bool:
+    """Whether a block wholly inside `box` is its first or last along an axis where `box`
+    starts or ends inside a block: a neighbouring window's halo reaches into it."""
+    for i, start, stop, b, n in zip(index, box.start, box.stop, blocks, shape, strict=True):
+        if start % b and i * b - start < b:
+            return True
+        if stop % b and stop < n and (i + 1) * b > stop - b:
+            return True
+    return False
 
 
 def _runs(indices: list[tuple[int, ...]]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
