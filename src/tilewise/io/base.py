@@ -18,6 +18,7 @@ cache its library keeps (GDAL's block cache), which the run plans into the memor
 from __future__ import annotations
 
 import errno
+import math
 import os
 import shutil
 from abc import ABC, abstractmethod
@@ -131,6 +132,11 @@ class Sink(ABC):
         `default_chunks`, unless the format's options in `meta` need coarser tiles (an
         OME-Zarr pyramid's levels)."""
         return cls.default_chunks(shape, axes)
+
+    def writes(self, box: Box) -> int:
+        """Separate writes a tile at `box` takes, one per chunk it covers; the planner weighs
+        them when a tile's shape changes how many there are (see `plan.choose`)."""
+        return math.prod(-(-n // c) for n, c in zip(box.shape, self.chunks, strict=True))
 
     @property
     def settings(self) -> dict[str, Any]:

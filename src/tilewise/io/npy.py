@@ -55,10 +55,7 @@ class Layout:
         Offsets come as one array, as a 2-D tile of a wide image is a run per row (a tile of
         a 16-band output 8192 runs)."""
         item = self.dtype.itemsize
-        inner = len(self.shape)
-        while inner > 0 and box.start[inner - 1] == 0 and box.stop[inner - 1] == self.shape[
-                inner - 1]:
-            inner -= 1
+        inner = _split(self.shape, box)
         run = (box.shape[inner - 1] if inner else 1) * math.prod(self.shape[inner:]) * item
         if run == 0:
             return np.empty(0, np.int64), 0
@@ -69,6 +66,15 @@ class Layout:
             steps = np.arange(box.start[d], box.stop[d], dtype=np.int64) * strides[d]
             offsets = (offsets[:, None] + steps[None, :]).reshape(-1)
         return offsets, run
+
+
+def _split(shape: tuple[int, ...], box: Box) -> int:
+    """How many leading axes of a C-order array of `shape` split `box` into runs: those
+    before the trailing axes `box` covers whole, and the last axis it does not."""
+    inner = len(shape)
+    while inner > 0 and box.start[inner - 1] == 0 and box.stop[inner - 1] == shape[inner - 1]:
+        inner -= 1
+    return inner
 
 
 def _window(layout: Layout, box: Box) -> Box:
@@ -123,6 +129,11 @@ class NpySink(Sink):
     @classmethod
     def default_chunks(cls, shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:
         return tuple(1 for _ in shape)
+
+    def writes(self, box: Box) -> int:
+        """One per contiguous run of the (C-order) file: a row of a 2-D tile, a band of a
+        full-width one."""
+        return math.prod(box.shape[:max(_split(self.shape, box) - 1, 0)])
 
     def create(self) -> None:
         np.lib.format.open_memmap(self.staging, mode="w+", dtype=self.dtype,

@@ -29,6 +29,7 @@ from ..io import Sink
 from ..io import blocks as block_reads
 from ..pipeline import Pipeline
 from ..plan import Costs, Plan, Probe, choose, lcm, probe
+from ..regions import Box
 from ..speed import Speed, measure, sides
 from . import resident
 from .loop import lost_error
@@ -42,8 +43,11 @@ ENCODE_COPIES = 2
 #: Resident memory of a cluster's worker process before its first tile (interpreter, NumPy,
 #: SciPy, GDAL, dask.distributed), for workers this process cannot measure.
 REMOTE_WORKER_BASELINE = 128 * 1024 * 1024
+#: Layers of blocks across the image that the halo-block cache holds: the two either side of
+#: a boundary between rows of tiles, and one more for the rows in flight (see `halo_blocks`).
+HALO_LAYERS = 3
 #: Blocks beside a tile that its side halo decodes, kept for its neighbour (see `halo_blocks`).
-SIDE_BLOCKS = 4
+SIDE_BLOCKS = 8
 #: `block=` for a side chosen by measurement.
 MEASURE = "measure"
 
@@ -60,16 +64,18 @@ def unit(pipeline: Pipeline, sinks: Sequence[Sink]) -> tuple[int, ...]:
 
 
 def halo_blocks(pipeline: Pipeline) -> int:
-    """Bytes of the blocks that halos only graze and tiles share: for each file, a layer of
-    blocks across the image (those a row of tiles' bottom halo decodes for the next row) and
-    `SIDE_BLOCKS` more (those a tile's side halo decodes for its neighbour)."""
+    """Bytes of the blocks that halos graze and tiles share (see `io.blocks`): for each file,
+    `HALO_LAYERS` layers of blocks across the image (those either side of the boundary between
+    a row of tiles and the next) and `SIDE_BLOCKS` more (those either side of a tile's
+    boundary with its neighbour in the row)."""
     total = 0
     for node in pipeline.sources:
         source = node.source
         if source.paths:
             layer = math.prod(-(-n // b) for n, b in zip(source.shape[1:], source.blocks[1:],
                                                         strict=True))
-            total += (layer + SIDE_BLOCKS) * math.prod(source.blocks) * source.dtype.itemsize
+            block = math.prod(source.blocks) * source.dtype.itemsize
+            total += (HALO_LAYERS * layer + SIDE_BLOCKS) * block
     return total
 
 
@@ -132,8 +138,9 @@ class Sizing:
         return cls(pipeline, tuple(sinks), budget, runner, tile,
                    measured or probe(pipeline, finish), tile_from)
 
-    def plan(self, side: int | None, fixed: Costs) -> Plan:
-        """The largest tile that fits with sub-blocks of `side` besides `fixed`."""
+    def plan(self, side: int | None, fixed: Costs, read_cache: int) -> Plan:
+        """The largest tile that fits with sub-blocks of `side` besides `fixed`, each reading
+        process keeping `read_cache` bytes of halo blocks."""
         sinks, pixels = self.sinks, math.prod(self.pipeline.shape)
         remote = self.runner.capabilities.remote_workers
         single = [s for s in sinks if not s.written_by_workers(remote)]
@@ -146,13 +153,32 @@ class Sizing:
                       budget=self.budget, workers=self.runner.workers,
                       queued=self.runner.workers if single else 0,
                       out_bytes_per_pixel=out_bytes, tile=self.tile, block=side,
-                      writes=writes, fixed=fixed, tile_from=self.tile_from)
+                      writes=writes, fixed=fixed, tile_from=self.tile_from,
+                      write_count=self.write_count if sinks else None,
+                      strip_unit=self.strip_unit(read_cache))
+
+    def write_count(self, box: Box) -> int:
+        """Separate writes of the outputs for a driving tile at `box`."""
+        return sum(s.writes(b) for s, b in zip(self.sinks, self.pipeline.grids.boxes(box),
+                                               strict=True))
+
+    def strip_unit(self, read_cache: int) -> tuple[int, ...]:
+        """The unit of a tile spanning whole rows (see `plan.choose`): whole source blocks
+        along the axes it splits, unless one cache of halo blocks serves every worker and
+        holds a layer of them, so that a block is decoded once however many tiles it is
+        split into."""
+        aligned = unit(self.pipeline, self.sinks)
+        shared = not self.runner.capabilities.process_per_worker
+        if shared and read_cache >= halo_blocks(self.pipeline):
+            return aligned
+        return tuple(lcm([u, b]) for u, b in zip(aligned, self.pipeline.driver.blocks,
+                                                  strict=True))
 
     def frugal(self) -> Plan:
         """The plan with the smallest sub-blocks, the workers estimated if not started yet:
         a budget that cannot hold it is refused before any time is measured or worker started."""
         return self.plan(min(sides(self.pipeline.axes)),
-                         fixed_costs(self.pipeline, self.sinks, self.runner, self.budget)[0])
+                         *fixed_costs(self.pipeline, self.sinks, self.runner, self.budget))
 
     def fit(self, block: int | str | None = MEASURE) -> Plan:
         """The measured sub-block side (or `block`, if given; None: tiles whole), falling back
@@ -169,10 +195,12 @@ class Sizing:
                    if speed.side is None or s < speed.side]
         for side in [speed.side, *smaller[:-1]]:
             with contextlib.suppress(BudgetError):
-                return dataclasses.replace(self.plan(side, fixed), read_cache=read_cache,
+                return dataclasses.replace(self.plan(side, fixed, read_cache),
+                                           read_cache=read_cache,
                                            speed=speed)
         last = smaller[-1] if smaller else speed.side
-        return dataclasses.replace(self.plan(last, fixed), read_cache=read_cache, speed=speed)
+        return dataclasses.replace(self.plan(last, fixed, read_cache), read_cache=read_cache,
+                                   speed=speed)
 
 
 def fit(pipeline: Pipeline, sinks: Sequence[Sink], budget: int, runner: Executor,
