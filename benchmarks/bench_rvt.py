@@ -60,8 +60,11 @@ def _tw():
 
 
 def _tw_imports() -> None:
-    """tilewise's library and the modules of its compiled kernels (numba is imported with
-    them, on the first op that needs one: an import, as RVT's NumPy and SciPy are)."""
+    """tilewise's library, the modules of its compiled kernels (numba is imported with
+    them, on the first op that needs one: an import, as RVT's NumPy and SciPy are) and of the
+    formats read and written here (imported by their first file, as RVT's rasterio is
+    imported before its clock starts)."""
+    from tilewise.io import geotiff, npy, tiff  # noqa: F401
     from tilewise.library import box_sums, horizon_kernels, terrain_kernels  # noqa: F401
 
     _tw()
