@@ -31,14 +31,14 @@ def dem(tmp_path_factory):
 
 def test_a_banded_npy_output_is_written_in_full_width_tiles(dem, tmp_path):
     shades = library.multi_hillshade(tw.open(dem))  # 16 bands, a 3 x 3 halo
-    to_npy = plan(shades, tmp_path / "h.npy", executor="threads", workers=2, memory="1GiB")
+    to_npy = plan(shades, tmp_path / "h.npy", executor="threads", workers=2, memory="4GiB")
     assert to_npy.plan.grid.tile[-1] == 1024
     # Threads share one cache of decoded blocks, so strips may be thinner than a block.
     assert to_npy.plan.grid.tile[-2] < 256
-    to_zarr = plan(shades, tmp_path / "h.zarr", executor="threads", workers=2, memory="1GiB")
+    to_zarr = plan(shades, tmp_path / "h.zarr", executor="threads", workers=2, memory="4GiB")
     assert to_zarr.plan.grid.tile[-1] < 1024
     report = tw.save(shades, tmp_path / "h.npy", executor="threads", workers=2,
-                     memory="1GiB", progress=False)
+                     memory="4GiB", progress=False)
     assert report.tile["x"] == 1024
     np.testing.assert_array_equal(np.load(tmp_path / "h.npy"),
                                   tw.compute(shades, tile=shades.shape, executor="serial"))
@@ -49,7 +49,7 @@ def test_worker_processes_take_strips_of_whole_blocks(dem, tmp_path):
     would be decoded in each."""
     shades = library.multi_hillshade(tw.open(dem))
     planned = plan(shades, tmp_path / "h.npy", executor="processes", workers=2,
-                   memory="2GiB")
+                   memory="4GiB")
     assert planned.plan.grid.tile[-1] == 1024
     assert planned.plan.grid.tile[-2] % 256 == 0
 
