@@ -17,10 +17,6 @@ from tilewise.regions import Box
 from tilewise.run import plan
 
 
-def copy(a):
-    return a.copy()
-
-
 @pytest.fixture(scope="module")
 def dem(tmp_path_factory):
     path = tmp_path_factory.mktemp("writes") / "dem.zarr"
@@ -55,7 +51,7 @@ def test_worker_processes_take_strips_of_whole_blocks(dem, tmp_path):
 
 
 def test_a_wide_halo_outweighs_the_writes_a_strip_saves(dem):
-    pipeline = Pipeline.of([tw.Op(copy, margin=100)(tw.open(dem))])
+    pipeline = Pipeline.of([tw.Op(np.copy, margin=100)(tw.open(dem))])
 
     def chosen(seconds_per_pixel: float) -> tuple[int, ...]:
         return planning.choose(
