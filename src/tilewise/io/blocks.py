@@ -99,8 +99,7 @@ def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tup
                    tuple((i + 1) * b for i, b in zip(index, blocks, strict=True))
                    ).intersect(image)
 
-    def fill(index: tuple[int, ...], data: np.ndarray) -> None:
-        block = block_box(index)
+    def fill(block: Box, data: np.ndarray) -> None:
         part = block.intersect(box)
         out[part.within(box)] = data[part.within(block)]
 
@@ -109,11 +108,12 @@ def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tup
     waiting: list[tuple[tuple[int, ...], threading.Event]] = []
     try:
         for index in _indices(box, blocks):
-            inside = box.contains(block_box(index))
+            block = block_box(index)
+            inside = box.contains(block)
             shared = not inside or _edge(index, box, blocks, shape)
             found = cache.claim((source, index)) if shared else cache.get((source, index))
             if isinstance(found, np.ndarray):
-                fill(index, found)
+                fill(block, found)
             elif found is not None:
                 waiting.append((index, found))
             else:
@@ -121,9 +121,9 @@ def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tup
                 if inside:
                     whole.append(index)
                 else:
-                    data = read(block_box(index))
+                    data = read(block)
                     cache.put((source, index), data)
-                    fill(index, data)
+                    fill(block, data)
         for run in _runs(whole):
             region = Box(block_box(run[0]).start, block_box(run[1]).stop)
             out[region.within(box)] = read(region)
@@ -136,7 +136,8 @@ def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tup
     for index, decoded in waiting:
         decoded.wait()
         data = cache.get((source, index))
-        fill(index, read(block_box(index)) if data is None else data)
+        block = block_box(index)
+        fill(block, read(block) if data is None else data)
     return out
 
 

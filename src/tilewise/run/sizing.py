@@ -149,25 +149,25 @@ class Sizing:
         out_bytes = copies * sum(s.dtype.itemsize * math.prod(s.shape) / pixels for s in single)
         writes = ENCODE_COPIES * sum(s.dtype.itemsize * math.prod(s.shape) / pixels
                                      for s in sinks if s.written_by_workers(remote))
-        return choose(self.pipeline, probe=self.probe, unit=unit(self.pipeline, sinks),
+        aligned = unit(self.pipeline, sinks)
+        return choose(self.pipeline, probe=self.probe, unit=aligned,
                       budget=self.budget, workers=self.runner.workers,
                       queued=self.runner.workers if single else 0,
                       out_bytes_per_pixel=out_bytes, tile=self.tile, block=side,
                       writes=writes, fixed=fixed, tile_from=self.tile_from,
                       write_count=self.write_count if sinks else None,
-                      strip_unit=self.strip_unit(read_cache))
+                      strip_unit=self.strip_unit(aligned, read_cache))
 
     def write_count(self, box: Box) -> int:
         """Separate writes of the outputs for a driving tile at `box`."""
         return sum(s.writes(b) for s, b in zip(self.sinks, self.pipeline.grids.boxes(box),
                                                strict=True))
 
-    def strip_unit(self, read_cache: int) -> tuple[int, ...]:
-        """The unit of a tile spanning whole rows (see `plan.choose`): whole source blocks
-        along the axes it splits, unless one cache of halo blocks serves every worker and
-        holds a layer of them, so that a block is decoded once however many tiles it is
-        split into."""
-        aligned = unit(self.pipeline, self.sinks)
+    def strip_unit(self, aligned: tuple[int, ...], read_cache: int) -> tuple[int, ...]:
+        """The unit of a tile spanning whole rows (see `plan.choose`): the usual `aligned`
+        unit in whole source blocks along the axes it splits, unless one cache of halo blocks
+        serves every worker and holds a layer of them, so that a block is decoded once however
+        many tiles it is split into."""
         shared = not self.runner.capabilities.process_per_worker
         if shared and read_cache >= halo_blocks(self.pipeline):
             return aligned
