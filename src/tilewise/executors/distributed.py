@@ -64,6 +64,11 @@ RETRIES = 2
 #: Seconds to wait for a first worker to join a cluster that has none yet (an adaptive or
 #: job-queue cluster whose jobs are still queued).
 WAIT_FOR_WORKERS = 300
+#: Seconds a broadcast of the run's work to the workers may take before it is tried again, and
+#: the tries: one sent while a worker killed by its tile was being restarted was seen waiting
+#: for over ten minutes (distributed 2026.8), where a new one goes through at once.
+SCATTER_SECONDS = 60
+SCATTER_TRIES = 3
 #: Why dask cancels every future when the client loses its scheduler.
 CONNECTION_LOST = "scheduler-connection-lost"
 
@@ -357,11 +362,18 @@ class DaskExecutor(Executor):
             pending.clear()
 
     def _scatter(self, payload: _Payload) -> Any:
-        try:
-            [future] = self.client.scatter([payload], broadcast=True, hash=False)
-        except Exception as exc:
-            raise self._lost(exc) from None
-        return future
+        client = self.client
+        for _ in range(SCATTER_TRIES):
+            try:
+                [future] = client.sync(client._scatter, [payload], broadcast=True, hash=False,
+                                       callback_timeout=SCATTER_SECONDS)
+                return future
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                raise self._lost(exc) from None
+        raise self._lost(TimeoutError(f"sending the work to the workers took over "
+                                      f"{SCATTER_SECONDS} s, {SCATTER_TRIES} times"))
 
     def _retry_or_raise(self, status: str, result: Any, task: list[tuple[Any, int]],
                         scattered: list[Any], payload: _Payload,
