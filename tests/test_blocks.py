@@ -65,10 +65,11 @@ def test_a_shared_halo_block_is_decoded_once():
     blocks.cache.clear()
     np.testing.assert_array_equal(left, image[:, :9])
     np.testing.assert_array_equal(right, image[:, 7:])
-    # Left: block 2 is partial (decoded, cached), blocks 0-1 whole (one read), block 1 cached
-    # too, as the right window's halo reaches into it. Right: blocks 1 and 2 come from the
+    # Left: block 2 is partial (decoded, cached), then block 1, whole but cached too, as the
+    # right window's halo reaches into it, then block 0. Right: blocks 1 and 2 come from the
     # cache, block 3 is whole.
-    assert decoded == [Box((0, 8), (8, 12)), Box((0, 0), (8, 8)), Box((0, 12), (8, 16))]
+    assert decoded == [Box((0, 8), (8, 12)), Box((0, 4), (8, 8)), Box((0, 0), (8, 4)),
+                       Box((0, 12), (8, 16))]
 
 
 def test_threads_needing_one_block_decode_it_once():
@@ -94,6 +95,36 @@ def test_threads_needing_one_block_decode_it_once():
     for got in results:
         np.testing.assert_array_equal(got, image[:, 9:15])
     assert decoded == [Box((0, 8), (64, 16))]
+
+
+def test_a_neighbour_waits_for_the_shared_blocks_only():
+    """A window decodes the blocks it shares first: a neighbour needing them goes on while
+    the rest of the window is still being read (two threads on neighbouring strips would
+    otherwise read one after the other)."""
+    shape, block = (8, 16), (8, 4)
+    image = np.arange(128, dtype="float32").reshape(shape)
+    inner, finish = threading.Event(), threading.Event()
+
+    def read(box):
+        if box == Box((0, 0), (8, 4)):  # the left window's block of its own
+            inner.set()
+            finish.wait(timeout=10)
+        return image[box.slices].copy()
+
+    blocks.cache.clear()
+    with ThreadPoolExecutor(2) as pool:
+        left = pool.submit(blocks.read_blocked, "img", Box((0, 0), (8, 9)), shape, block,
+                           image.dtype, read)
+        assert inner.wait(timeout=10)
+        right = pool.submit(blocks.read_blocked, "img", Box((0, 7), (8, 16)), shape, block,
+                            image.dtype, read)
+        try:
+            np.testing.assert_array_equal(right.result(timeout=5), image[:, 7:])
+            assert not left.done()
+        finally:
+            finish.set()
+        np.testing.assert_array_equal(left.result(), image[:, :9])
+    blocks.cache.clear()
 
 
 def test_a_failed_decode_lets_waiting_threads_decode_themselves():

@@ -7,8 +7,11 @@ back into the tile's. For a 2048 x 2048 tile, 512 x 512 blocks and a halo of 11 
 Here the blocks two windows may share (those a window holds only in part, and its outermost
 whole ones where its edge falls inside a block: a neighbour's halo reaches into them) are kept
 in a per-process cache after decoding and served from there to every later window; a thread
-needing one that another thread is decoding waits for it rather than decoding it again. Other
-blocks wholly inside a window are read in as few calls as possible, straight into the result.
+needing one that another thread is decoding waits for it rather than decoding it again. A
+window decodes the blocks it shares before the rest, keeping each as soon as it is decoded, so
+that a neighbour waits for those only: threads on neighbouring strips, which share every block
+they touch in part, would otherwise read one after the other. Other blocks wholly inside a
+window are read in as few calls as possible, straight into the result.
 
 The cache evicts the oldest block first, not the least recently used: in C order, the blocks a
 window has just read from the cache are those no later window needs, while those decoded for
@@ -91,54 +94,72 @@ cache = BlockCache(CAPACITY)
 def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tuple[int, ...],
                  dtype: np.dtype, read: Callable[[Box], np.ndarray]) -> np.ndarray:
     """The pixels of `box`, assembled from blocks of shape `blocks` of an image of `shape`."""
-    image = Box.of_shape(shape)
-    out = np.empty(box.shape, dtype)
-
-    def block_box(index: tuple[int, ...]) -> Box:
-        return Box(tuple(i * b for i, b in zip(index, blocks, strict=True)),
-                   tuple((i + 1) * b for i, b in zip(index, blocks, strict=True))
-                   ).intersect(image)
-
-    def fill(block: Box, data: np.ndarray) -> None:
-        part = block.intersect(box)
-        out[part.within(box)] = data[part.within(block)]
-
+    window = _Window(source, box, Box.of_shape(shape), blocks, np.empty(box.shape, dtype), read)
     whole: list[tuple[int, ...]] = []
     claimed: list[tuple[int, ...]] = []
     waiting: list[tuple[tuple[int, ...], threading.Event]] = []
     try:
         for index in _indices(box, blocks):
-            block = block_box(index)
-            inside = box.contains(block)
-            shared = not inside or _edge(index, box, blocks, shape)
+            block = window.block(index)
+            shared = not box.contains(block) or _edge(index, box, blocks, shape)
             found = cache.claim((source, index)) if shared else cache.get((source, index))
             if isinstance(found, np.ndarray):
-                fill(block, found)
+                window.fill(block, found)
             elif found is not None:
                 waiting.append((index, found))
             else:
-                claimed += [index] if shared else []
-                if inside:
-                    whole.append(index)
-                else:
-                    data = read(block)
-                    cache.put((source, index), data)
-                    fill(block, data)
-        for run in _runs(whole):
-            region = Box(block_box(run[0]).start, block_box(run[1]).stop)
-            out[region.within(box)] = read(region)
+                (claimed if shared else whole).append(index)
+        # The shared blocks first, each kept as soon as it is decoded: a neighbour's thread
+        # may be waiting for them, and should not wait for the rest of this window too.
         for index in claimed:
-            if box.contains(block := block_box(index)):
-                cache.put((source, index), out[block.within(box)].copy())
+            if not box.contains(block := window.block(index)):
+                data = read(block)
+                cache.put((source, index), data)
+                window.fill(block, data)
+        window.read_whole([i for i in claimed if box.contains(window.block(i))], keep=True)
+        window.read_whole(whole, keep=False)
     finally:
         for index in claimed:
             cache.release((source, index))
     for index, decoded in waiting:
         decoded.wait()
         data = cache.get((source, index))
-        block = block_box(index)
-        fill(block, read(block) if data is None else data)
-    return out
+        block = window.block(index)
+        window.fill(block, read(block) if data is None else data)
+    return window.out
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A window `box` of an `image` being assembled into `out` from blocks of shape `blocks`."""
+
+    source: Hashable
+    box: Box
+    image: Box
+    blocks: tuple[int, ...]
+    out: np.ndarray
+    read: Callable[[Box], np.ndarray]
+
+    def block(self, index: tuple[int, ...]) -> Box:
+        """The pixels of the block at `index`."""
+        return Box(tuple(i * b for i, b in zip(index, self.blocks, strict=True)),
+                   tuple((i + 1) * b for i, b in zip(index, self.blocks, strict=True))
+                   ).intersect(self.image)
+
+    def fill(self, block: Box, data: np.ndarray) -> None:
+        """Copy the part of a decoded block that lies in the window."""
+        part = block.intersect(self.box)
+        self.out[part.within(self.box)] = data[part.within(block)]
+
+    def read_whole(self, indices: list[tuple[int, ...]], keep: bool) -> None:
+        """Read blocks inside the window straight into `out`, in as few calls as possible,
+        and keep each in the cache as soon as its call returns if `keep`."""
+        for run in _runs(indices):
+            region = Box(self.block(run[0]).start, self.block(run[1]).stop)
+            self.out[region.within(self.box)] = self.read(region)
+            for index in _indices(region, self.blocks) if keep else ():
+                cache.put((self.source, index),
+                          self.out[self.block(index).within(self.box)].copy())
 
 
 def _indices(box: Box, blocks: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
