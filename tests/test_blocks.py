@@ -65,10 +65,10 @@ def test_a_shared_halo_block_is_decoded_once():
     blocks.cache.clear()
     np.testing.assert_array_equal(left, image[:, :9])
     np.testing.assert_array_equal(right, image[:, 7:])
-    # Left: block 2 is partial (decoded, cached), then block 1, whole but cached too, as the
-    # right window's halo reaches into it, then block 0. Right: blocks 1 and 2 come from the
-    # cache, block 3 is whole.
-    assert decoded == [Box((0, 8), (8, 12)), Box((0, 4), (8, 8)), Box((0, 0), (8, 4)),
+    # Left: block 1, whole but cached, as the right window's halo reaches into it, then
+    # block 2, partial (cached), then block 0. Right: blocks 1 and 2 come from the cache,
+    # block 3 is whole.
+    assert decoded == [Box((0, 4), (8, 8)), Box((0, 8), (8, 12)), Box((0, 0), (8, 4)),
                        Box((0, 12), (8, 16))]
 
 
@@ -125,6 +125,39 @@ def test_a_neighbour_waits_for_the_shared_blocks_only():
             finish.set()
         np.testing.assert_array_equal(left.result(), image[:, :9])
     blocks.cache.clear()
+
+
+def test_neighbours_split_the_blocks_they_share():
+    """Blocks are claimed as they are decoded, not all up front: while one thread decodes the
+    first block two windows share, the other decodes the second."""
+    shape, block = (8, 16), (8, 4)
+    image = np.arange(128, dtype="float32").reshape(shape)
+    first, second = Box((0, 4), (8, 8)), Box((0, 8), (8, 12))  # both windows' blocks 1, 2
+    decoding_first, second_done = threading.Event(), threading.Event()
+    decoded_by = {}
+
+    def read(box):
+        decoded_by[box] = threading.current_thread().name
+        if box == first:
+            decoding_first.set()
+            second_done.wait(timeout=10)
+        if box == second:
+            second_done.set()
+        return image[box.slices].copy()
+
+    def window(name, box):
+        threading.current_thread().name = name
+        return blocks.read_blocked("img", box, shape, block, image.dtype, read)
+
+    blocks.cache.clear()
+    with ThreadPoolExecutor(2) as pool:
+        left = pool.submit(window, "left", Box((0, 0), (8, 9)))
+        assert decoding_first.wait(timeout=10)
+        right = pool.submit(window, "right", Box((0, 5), (8, 16)))
+        np.testing.assert_array_equal(left.result(), image[:, :9])
+        np.testing.assert_array_equal(right.result(), image[:, 5:])
+    blocks.cache.clear()
+    assert (decoded_by[first], decoded_by[second]) == ("left", "right")
 
 
 def test_a_failed_decode_lets_waiting_threads_decode_themselves():

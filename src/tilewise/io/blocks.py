@@ -7,11 +7,13 @@ back into the tile's. For a 2048 x 2048 tile, 512 x 512 blocks and a halo of 11 
 Here the blocks two windows may share (those a window holds only in part, and its outermost
 whole ones where its edge falls inside a block: a neighbour's halo reaches into them) are kept
 in a per-process cache after decoding and served from there to every later window; a thread
-needing one that another thread is decoding waits for it rather than decoding it again. A
-window decodes the blocks it shares before the rest, keeping each as soon as it is decoded, so
-that a neighbour waits for those only: threads on neighbouring strips, which share every block
-they touch in part, would otherwise read one after the other. Other blocks wholly inside a
-window are read in as few calls as possible, straight into the result.
+needing one that another thread is decoding waits for it rather than decoding it again, after
+reading everything else it needs. A window decodes the blocks it shares first, one by one,
+claiming each only as it starts on it: threads on neighbouring strips, which share every block
+they touch in part, then split those blocks between them as they go, where claiming them all
+up front had one thread decode them while the other waited (and a neighbour waiting for the
+rest of a window too had them read one after the other). Other blocks wholly inside a window
+are read last, in as few calls as possible, straight into the result.
 
 The cache evicts the oldest block first, not the least recently used: in C order, the blocks a
 window has just read from the cache are those no later window needs, while those decoded for
@@ -96,31 +98,31 @@ def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tup
     """The pixels of `box`, assembled from blocks of shape `blocks` of an image of `shape`."""
     window = _Window(source, box, Box.of_shape(shape), blocks, np.empty(box.shape, dtype), read)
     whole: list[tuple[int, ...]] = []
-    claimed: list[tuple[int, ...]] = []
     waiting: list[tuple[tuple[int, ...], threading.Event]] = []
-    try:
-        for index in _indices(box, blocks):
-            block = window.block(index)
-            shared = not box.contains(block) or _edge(index, box, blocks, shape)
-            found = cache.claim((source, index)) if shared else cache.get((source, index))
-            if isinstance(found, np.ndarray):
-                window.fill(block, found)
-            elif found is not None:
-                waiting.append((index, found))
+    for index in _indices(box, blocks):
+        block = window.block(index)
+        if box.contains(block) and not _edge(index, box, blocks, shape):
+            found = cache.get((source, index))
+            if found is None:
+                whole.append(index)
             else:
-                (claimed if shared else whole).append(index)
-        # The shared blocks first, each kept as soon as it is decoded: a neighbour's thread
-        # may be waiting for them, and should not wait for the rest of this window too.
-        for index in claimed:
-            if not box.contains(block := window.block(index)):
-                data = read(block)
-                cache.put((source, index), data)
-                window.fill(block, data)
-        window.read_whole([i for i in claimed if box.contains(window.block(i))], keep=True)
-        window.read_whole(whole, keep=False)
-    finally:
-        for index in claimed:
-            cache.release((source, index))
+                window.fill(block, found)
+            continue
+        # A shared block is claimed only as it is decoded, so that threads on neighbouring
+        # windows share out the decoding instead of one waiting for all the other claimed.
+        found = cache.claim((source, index))
+        if isinstance(found, threading.Event):
+            waiting.append((index, found))
+            continue
+        if found is None:
+            try:
+                found = read(block)
+            except BaseException:
+                cache.release((source, index))  # its waiters decode it themselves
+                raise
+            cache.put((source, index), found)
+        window.fill(block, found)
+    window.read_whole(whole)
     for index, decoded in waiting:
         decoded.wait()
         data = cache.get((source, index))
@@ -151,15 +153,11 @@ class _Window:
         part = block.intersect(self.box)
         self.out[part.within(self.box)] = data[part.within(block)]
 
-    def read_whole(self, indices: list[tuple[int, ...]], keep: bool) -> None:
-        """Read blocks inside the window straight into `out`, in as few calls as possible,
-        and keep each in the cache as soon as its call returns if `keep`."""
+    def read_whole(self, indices: list[tuple[int, ...]]) -> None:
+        """Read blocks inside the window straight into `out`, in as few calls as possible."""
         for run in _runs(indices):
             region = Box(self.block(run[0]).start, self.block(run[1]).stop)
             self.out[region.within(self.box)] = self.read(region)
-            for index in _indices(region, self.blocks) if keep else ():
-                cache.put((self.source, index),
-                          self.out[self.block(index).within(self.box)].copy())
 
 
 def _indices(box: Box, blocks: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
