@@ -256,14 +256,14 @@ def test_box_kernels_equal_numpy_sums(case, radius, radii):
     nan = bool(np.isnan(a).any())
     padded = boxes.Padded.of(tile, radius, "edge")
     mean = np.empty(a.shape, np.float32)
-    boxes.box_mean(a, padded.rows, padded.cols, padded.top, padded.left, radius, radius, nan,
+    boxes.box_mean(a, padded.rows, padded.cols, padded.top, radius, radius, nan,
                    *boxes.scratch(padded, (radius,), 1 + nan), mean)
     total, _, count = numpy_box_sums(a, radius, "edge")
     expected = np.where(np.isnan(a), np.nan, total / count).astype(np.float32)
     np.testing.assert_allclose(mean, expected, rtol=1e-6)
     padded = boxes.Padded.of(tile, max(radii), "symmetric")
     deviation = np.empty(a.shape)
-    boxes.max_deviation(a, padded.rows, padded.cols, padded.top, padded.left, max(radii),
+    boxes.max_deviation(a, padded.rows, padded.cols, padded.top, max(radii),
                         np.array(radii), nan, *boxes.scratch(padded, radii, 2 + nan), deviation)
     centre = np.where(np.isnan(a), 0, a).astype(np.float64)
     best = None

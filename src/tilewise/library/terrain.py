@@ -143,7 +143,8 @@ def _padded(a, tile, nodata, ve_factor, margin: int, mode: str):
         z = np.ascontiguousarray(a)
     else:
         z = _elevations(a, nodata, ve_factor)
-    return z, box_kernels().Padded.of(tile, margin, mode), bool(np.isnan(z).any())
+    # NaN if any is (a minimum propagates NaN): no mask the size of the window.
+    return z, box_kernels().Padded.of(tile, margin, mode), bool(np.isnan(z.min()))
 
 
 # ---- op functions: run on each tile's window ----------------------------------------------
@@ -176,7 +177,7 @@ def _slrm(a, *, tile, nodata, ve_factor, radius):
     z, padded, nan = _padded(a, tile, nodata, ve_factor, radius, "edge")
     boxes = box_kernels()
     mean = np.empty(padded.shape, np.float32)
-    boxes.box_mean(z, padded.rows, padded.cols, padded.top, padded.left, radius, radius, nan,
+    boxes.box_mean(z, padded.rows, padded.cols, padded.top, radius, radius, nan,
                    *boxes.scratch(padded, (radius,), 1 + nan), mean)
     # Into the result, with no temporary: a fresh array the size of a tile, faulted in while
     # the page cache is full of output, was measured taking 50 ms instead of 5.
@@ -197,7 +198,7 @@ def _msrm(a, *, tile, nodata, ve_factor, radii):
             surface = z[_region(tile).within(tile.window)]
         else:
             surface = np.empty(padded.shape, np.float32)
-            boxes.box_mean(z, padded.rows, padded.cols, padded.top, padded.left, margin, r,
+            boxes.box_mean(z, padded.rows, padded.cols, padded.top, margin, r,
                            nan, *buffers, surface)
         if previous is not None:
             total += previous - surface  # RVT's difference of float32 surfaces
@@ -216,7 +217,7 @@ def _mstp(a, *, tile, nodata, ve_factor, scales, lightness):
     out, bands = _window_result(tile, (3,))
     deviation = np.empty(padded.shape)
     for band, radii in zip(bands, scales, strict=True):
-        boxes.max_deviation(z, padded.rows, padded.cols, padded.top, padded.left, margin,
+        boxes.max_deviation(z, padded.rows, padded.cols, padded.top, margin,
                             np.array(radii), nan, *buffers, deviation)
         # RVT's float32 deviation, NaN at NaN, then 1 - exp(-lightness |deviation|) in
         # [0, 1], computed in float64 in place (no temporaries the size of the tile).
