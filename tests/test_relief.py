@@ -256,8 +256,8 @@ def test_box_kernels_equal_numpy_sums(case, radius, radii):
     nan = bool(np.isnan(a).any())
     padded = boxes.Padded.of(tile, radius, "edge")
     mean = np.empty(a.shape, np.float32)
-    boxes.box_mean(a, padded.rows, padded.cols, padded.top, radius, radius, nan,
-                   *boxes.scratch(padded, (radius,), 1 + nan), mean)
+    boxes.box_mean(a, padded.rows, padded.cols, padded.top, radius, radius, nan, False,
+                   *boxes.scratch(padded, (radius,), 1 + nan), mean, 0)
     total, _, count = numpy_box_sums(a, radius, "edge")
     expected = np.where(np.isnan(a), np.nan, total / count).astype(np.float32)
     np.testing.assert_allclose(mean, expected, rtol=1e-6)

@@ -2,11 +2,11 @@
 window means and deviations of the relief models (`slrm`, `msrm`, `mstp`).
 
 RVT sums boxes with integral images (running sums from the array's corner), whose rounding
-depends on where the array starts: a tile would not give the whole image's bits. Here every
-partial sum runs within blocks aligned to absolute pixel 0 of the padded image, so each pixel's
-sum is the same additions in the same order wherever the tile boundaries fall:
+depends on where the array starts: a tile would not give the whole image's bits. Here each
+pixel's sum is the same additions in the same order wherever the tile boundaries fall:
 
-- Down the columns, the rows [y - r, y + r] of a box are the suffix of the block of rows holding
+- Down the columns, partial sums run within blocks of rows aligned to absolute pixel 0 of the
+  padded image: the rows [y - r, y + r] of a box are the suffix of the block of rows holding
   y - r, the whole blocks after it, and the prefix of the block holding y + r. Blocks are
   B = min(2r, `BLOCK`) rows: below radius `BLOCK` / 2 a box spans exactly two blocks (van
   Herk's scheme); for larger radii the whole blocks in between are added left to right from
@@ -352,30 +352,36 @@ SIGNATURE = (DEM, INDEX, INDEX, int64, int64)
 BUFFERS = (F8_3D, F8_3D, F8_3D, F8, F8, F8)
 
 
-@njit(void(*SIGNATURE, int64, boolean, *BUFFERS, F4), **COMPILE)
-def box_mean(z, rows, cols, top, margin, r, nan, suffix, rolling, totals, columns, levels, sums,
-             out):
+@njit(void(*SIGNATURE, int64, boolean, boolean, *BUFFERS, F4, int64), **COMPILE)
+def box_mean(z, rows, cols, top, margin, r, nan, relief, suffix, rolling, totals, columns, levels,
+             sums, out, ox):
     """RVT's `mean_filter`: the mean of the valid pixels of each (2r + 1)^2 box, in float64
-    and rounded to float32 as RVT rounds it; NaN where the centre is NaN. `z` is the input
-    window; rows, cols, top, margin as in `Padded`; `nan`: whether z has NaN. Buffers from
-    `scratch`; `totals` unused below radius BLOCK / 2."""
+    and rounded to float32 as RVT rounds it; NaN where the centre is NaN. Or, if `relief`,
+    the elevation minus that mean in float32 (RVT's `slrm`), so that the mean needs no array
+    of its own. `z` is the input window; rows, cols, top, margin as in `Padded`; `nan`:
+    whether z has NaN. Buffers from `scratch`; `totals` unused below radius BLOCK / 2. `out`:
+    the result's rows, the region's columns from column `ox`."""
     lo_all = _start(z, rows, cols, top, margin, r, False, nan, totals)
     state = np.zeros(2, np.int64)
     state[0] = top - 2
     area = np.float64((2 * r + 1) ** 2)
-    x0, width = cols[margin], out.shape[1]  # the region's columns: inside the window
+    x0, width = cols[margin], sums.shape[1]  # the region's columns: inside the window
     for i in range(out.shape[0]):
         _box_row(z, rows, cols, top, margin, r, top + margin + i, False, nan, totals, lo_all,
                  suffix, rolling, state, columns, levels, sums)
-        total, o = sums[0], out[i]
+        total, o = sums[0], out[i, ox:ox + width]
+        centre = z[rows[margin + i], x0:x0 + width]
         if nan:
-            centre, counts = z[rows[margin + i], x0:x0 + width], sums[sums.shape[0] - 1]
+            counts = sums[sums.shape[0] - 1]
             for c in range(width):
                 mean = np.float32(total[c] / counts[c])
                 o[c] = mean if centre[c] == centre[c] else np.nan
         else:
             for c in range(width):
                 o[c] = np.float32(total[c] / area)
+        if relief:
+            for c in range(width):
+                o[c] = centre[c] - o[c]
 
 
 @njit(**COMPILE)
