@@ -96,7 +96,7 @@ cache = BlockCache(CAPACITY)
 def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tuple[int, ...],
                  dtype: np.dtype, read: Callable[[Box], np.ndarray]) -> np.ndarray:
     """The pixels of `box`, assembled from blocks of shape `blocks` of an image of `shape`."""
-    window = _Window(source, box, Box.of_shape(shape), blocks, np.empty(box.shape, dtype), read)
+    window = _Window(box, Box.of_shape(shape), blocks, np.empty(box.shape, dtype), read)
     whole: list[tuple[int, ...]] = []
     waiting: list[tuple[tuple[int, ...], threading.Event]] = []
     for index in _indices(box, blocks):
@@ -135,7 +135,6 @@ def read_blocked(source: Hashable, box: Box, shape: tuple[int, ...], blocks: tup
 class _Window:
     """A window `box` of an `image` being assembled into `out` from blocks of shape `blocks`."""
 
-    source: Hashable
     box: Box
     image: Box
     blocks: tuple[int, ...]

@@ -314,7 +314,7 @@ def _window_sums(values, w, levels, out):
 def _box_row(z, rows, cols, top, margin, r, y, squares, nan, totals, lo_all, suffix,
              rolling, state, columns, levels, sums):
     """sums[q, c] = the box sums of radius r around output row y (absolute padded) and the
-    region's columns c; `levels`: the row's values across, then two rows of scratch."""
+    region's columns c; `levels`: two rows of scratch, then the row's values across."""
     used = cols[margin - r:cols.size - margin + r]
     lo = used.min()
     width = used.max() - lo + 1
