@@ -187,7 +187,7 @@ def tile_cost(pipeline: Pipeline, box: Box, probe: Probe, block: int | None,
                 if id(n) in regions)
     outs = sum(b.size * img.dtype.itemsize for img, b in
                zip(pipeline.outputs, pipeline.grids.boxes(box), strict=True))
-    if len(subblocks.split(pipeline, box, block)) > 1:
+    if subblocks.splits(pipeline, box, block):
         sub = central(pipeline.shape, subblocks.shape(pipeline, box, block))
         chain = probe.chain * window_pixels(pipeline, sub) + outs
     else:
@@ -235,9 +235,10 @@ def choose(pipeline: Pipeline, *, probe: Probe, unit: tuple[int, ...], budget: i
            workers: int, queued: int, out_bytes_per_pixel: float, tile: tuple[int, ...] | None,
            block: int | None, writes: float = 0.0, fixed: Costs = Costs(),
            tile_from: str = "tile=", write_count: Callable[[Box], int] | None = None,
-           strip_unit: tuple[int, ...] | None = None) -> Plan:
+           strip_unit: tuple[int, ...] | None = None, grow: bool = True) -> Plan:
     """Pick the largest tile (in whole `unit`s) whose run fits `budget`, or check `tile`
-    (`tile_from` says where it came from, for the message when it does not fit).
+    (`tile_from` says where it came from, for the message when it does not fit); with
+    `grow` False, only check that the smallest tile fits.
 
     Tiles grow square-ish, which keeps halos small. An output written in place row by row
     (`.npy`) takes a write per row of a tile, so a tile spanning whole rows (in whole
@@ -268,6 +269,8 @@ def choose(pipeline: Pipeline, *, probe: Probe, unit: tuple[int, ...], budget: i
     size = smallest(shape, unit, axes)
     if cost(size) > left:
         raise too_small(budget, fixed, cost(size), workers, tile_named(axes, size))
+    if not grow:
+        return plan(size)
     min_tiles = min(TILES_PER_WORKER * workers, _count(shape, size))
 
     def grown(size: tuple[int, ...]) -> tuple[int, ...]:

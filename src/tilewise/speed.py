@@ -116,14 +116,14 @@ def measure(pipeline: Pipeline, tile: tuple[int, ...] | None = None) -> Speed:
         start = tuple((n - k) // 2 for n, k in zip(shape, size, strict=True))
         return Box(start, tuple(a + k for a, k in zip(start, size, strict=True)))
 
-    if not any(len(subblocks.split(pipeline, box_of(BOX_PIXELS[0]), s)) > 1 for s in candidates):
+    if not any(subblocks.splits(pipeline, box_of(BOX_PIXELS[0]), s) for s in candidates):
         return Speed(note="a tile fits one sub-block")
     first = per_pixel(pipeline)
     work = first * math.prod(shape)
     budget = max(SHARE * work, min(LEAST_SECONDS, MOST_SHARE * work))
     for pixels in BOX_PIXELS:
         box = box_of(pixels)
-        tried = [s for s in candidates if len(subblocks.split(pipeline, box, s)) > 1]
+        tried = [s for s in candidates if subblocks.splits(pipeline, box, s)]
         if 2 * (len(tried) + 1) * box.size * first <= budget:
             break
     else:

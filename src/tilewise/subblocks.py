@@ -29,14 +29,18 @@ def shape(pipeline: Pipeline, box: Box, side: int) -> tuple[int, ...]:
                  for n, u, a in zip(box.shape, units, pipeline.axes, strict=True))
 
 
+def splits(pipeline: Pipeline, box: Box, side: int | None) -> bool:
+    """Whether sub-blocks of `side` cut the driving tile `box` (the planner asks this of
+    every tile size it weighs, so the sub-blocks themselves are not listed)."""
+    return side is not None and shape(pipeline, box, side) != box.shape
+
+
 def split(pipeline: Pipeline, box: Box, side: int | None) -> list[Box]:
     """The sub-blocks of the driving tile `box`, in C order (the tile itself if `side` is
     None or the tile is no larger)."""
-    if side is None:
+    if not splits(pipeline, box, side):
         return [box]
     size = shape(pipeline, box, side)
-    if size == box.shape:
-        return [box]
     starts = [range(a, b, k) for a, b, k in zip(box.start, box.stop, size, strict=True)]
     return [Box(start, tuple(min(s + k, b) for s, k, b in zip(start, size, box.stop,
                                                                strict=True)))

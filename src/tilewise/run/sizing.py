@@ -138,9 +138,10 @@ class Sizing:
         return cls(pipeline, tuple(sinks), budget, runner, tile,
                    measured or probe(pipeline, finish), tile_from)
 
-    def plan(self, side: int | None, fixed: Costs, read_cache: int) -> Plan:
+    def plan(self, side: int | None, fixed: Costs, read_cache: int, grow: bool = True) -> Plan:
         """The largest tile that fits with sub-blocks of `side` besides `fixed`, each reading
-        process keeping `read_cache` bytes of halo blocks."""
+        process keeping `read_cache` bytes of halo blocks (`grow` False: the smallest, checked
+        to fit)."""
         sinks, pixels = self.sinks, math.prod(self.pipeline.shape)
         remote = self.runner.capabilities.remote_workers
         single = [s for s in sinks if not s.written_by_workers(remote)]
@@ -156,7 +157,7 @@ class Sizing:
                       out_bytes_per_pixel=out_bytes, tile=self.tile, block=side,
                       writes=writes, fixed=fixed, tile_from=self.tile_from,
                       write_count=self.write_count if sinks else None,
-                      strip_unit=self.strip_unit(aligned, read_cache))
+                      strip_unit=self.strip_unit(aligned, read_cache), grow=grow)
 
     def write_count(self, box: Box) -> int:
         """Separate writes of the outputs for a driving tile at `box`."""
@@ -174,16 +175,18 @@ class Sizing:
         return tuple(lcm([u, b]) for u, b in zip(aligned, self.pipeline.driver.blocks,
                                                   strict=True))
 
-    def frugal(self) -> Plan:
+    def frugal(self, grow: bool = True) -> Plan:
         """The plan with the smallest sub-blocks, the workers estimated if not started yet:
-        a budget that cannot hold it is refused before any time is measured or worker started."""
+        a budget that cannot hold its smallest tile is refused before any time is measured or
+        worker started (`grow` False: only that is checked)."""
         return self.plan(min(sides(self.pipeline.axes)),
-                         *fixed_costs(self.pipeline, self.sinks, self.runner, self.budget))
+                         *fixed_costs(self.pipeline, self.sinks, self.runner, self.budget),
+                         grow=grow)
 
     def fit(self, block: int | str | None = MEASURE) -> Plan:
         """The measured sub-block side (or `block`, if given; None: tiles whole), falling back
         to smaller sides while the tiles would not fit, after starting the workers."""
-        self.frugal()
+        self.frugal(grow=False)
         speed = (measure(self.pipeline, self.tile) if block == MEASURE
                  else Speed(side=block, note="given"))
         try:
