@@ -32,15 +32,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import boolean, float32, float64, int64, njit, types, void
+from numba import boolean, float32, float64, int64, njit, void
+
+from .compiled import COMPILE, DEM
 
 #: Rows of the blocks whole blocks of larger boxes are made of (see above): bounds the rows
 #: held at once and the additions of whole blocks (2 r / BLOCK per pixel, once per BLOCK rows).
 BLOCK = 128
-COMPILE = {"nogil": True, "cache": True, "error_model": "numpy"}
 F4 = float32[:, ::1]
-#: The DEM window: read only (it may be the op's input, which tilewise never lets ops modify).
-DEM = types.Array(types.float32, 2, "C", readonly=True)
 F8 = float64[:, ::1]
 F8_3D = float64[:, :, ::1]
 INDEX = int64[::1]

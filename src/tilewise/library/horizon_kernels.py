@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numba import float32, float64, int64, njit, void
 
+from .compiled import COMPILE
+
 F4 = float32[:, ::1]
 F8 = float64[:, ::1]
 INDEX = int64[::1]
@@ -25,7 +27,6 @@ ROW = float64[::1]
 F8_3D = float64[:, :, ::1]
 #: NumPy's error model: a division by zero gives inf or NaN instead of raising, which lets the
 #: loops that divide vectorise.
-COMPILE = {"nogil": True, "cache": True, "error_model": "numpy"}
 
 
 @njit([void(F4, int64, int64, INDEX, INDEX, ROW, int64, int64, ROW),

@@ -17,9 +17,10 @@ import math
 import numpy as np
 from numba import float32, float64, int64, njit, void
 
+from .compiled import COMPILE, DEM
+
 #: What `gradient_kernel` writes: the slope's tangent, the aspect's differences, hillshades.
 TANGENT, ASPECT, SHADE = range(3)
-COMPILE = {"nogil": True, "cache": True, "error_model": "numpy"}
 ROW = float64[::1]
 
 
@@ -49,7 +50,7 @@ def _differences(z, i, res_y, res_x, dzdx, dzdy):
     dzdx[w - 1] = (((c if west != west else west) - c) / 2) / res_x
 
 
-@njit(void(float32[:, ::1], ROW, ROW, int64, ROW, float64, float32[:, :, ::1], float64[:, ::1]),
+@njit(void(DEM, ROW, ROW, int64, ROW, float64, float32[:, :, ::1], float64[:, ::1]),
       **COMPILE)
 def gradient_kernel(z, res_y, res_x, kind, azimuths, elevation, out, rows):
     """Per pixel of z (NaN at nodata), with per-row pixel sizes res_y (positive towards
