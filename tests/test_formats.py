@@ -4,6 +4,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -194,8 +195,15 @@ def test_a_broken_plugin_is_left_out_with_a_warning(plugin_dir, tmp_path):
     install(plugin_dir, "broken_plugin", "raise ImportError('needs libfoo')\n",
             "broken = broken_plugin:FORMAT\nodd = tilewise.io.registry:BUILTINS\n")
     path = write_tiff(tmp_path / "a.tif", np.ones((4, 4), "uint8"))
-    with pytest.warns(UserWarning) as caught:
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
         assert open_source(path).format == "geotiff"
+    # (a file a built-in format reads never loads the plug-ins)
+    assert not [w for w in quiet if "plug-in" in str(w.message)]
+    odd = tmp_path / "a.unknown"
+    odd.write_bytes(b"not an image")
+    with pytest.warns(UserWarning) as caught, pytest.raises(tw.UnsupportedFormatError):
+        open_source(str(odd))
     assert sorted(str(w.message) for w in caught if "plug-in" in str(w.message)) == [
         "tilewise format plug-in 'broken' (broken_plugin:FORMAT) cannot be imported, left out: "
         "ImportError: needs libfoo",
