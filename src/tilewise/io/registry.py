@@ -163,11 +163,11 @@ def register(fmt: Format) -> None:
 
 def formats() -> tuple[Format, ...]:
     """Every known format: built-ins first (they win a tie), then registered, then plug-ins."""
-    return BUILTINS + tuple(REGISTERED) + plugins()
+    return tuple(_in_order())
 
 
 def _in_order() -> Iterator[Format]:
-    """The formats in `formats`' order, plug-ins imported only when reached: finding them
+    """Every known format in that order, plug-ins imported only when reached: finding them
     reads the metadata of every installed package (~10 ms), which a file a built-in format
     recognises never needs."""
     yield from BUILTINS

@@ -25,8 +25,6 @@ F8 = float64[:, ::1]
 INDEX = int64[::1]
 ROW = float64[::1]
 F8_3D = float64[:, :, ::1]
-#: NumPy's error model: a division by zero gives inf or NaN instead of raising, which lets the
-#: loops that divide vectorise.
 
 
 @njit([void(F4, int64, int64, INDEX, INDEX, ROW, int64, int64, ROW),
