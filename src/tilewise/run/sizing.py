@@ -167,8 +167,8 @@ class Sizing:
     def strip_unit(self, aligned: tuple[int, ...], read_cache: int) -> tuple[int, ...]:
         """The unit of a tile spanning whole rows (see `plan.choose`): the usual `aligned`
         unit in whole source blocks along the axes it splits, unless one cache of halo blocks
-        serves every worker and holds a layer of them, so that a block is decoded once however
-        many tiles it is split into."""
+        serves every worker and holds all of them (`halo_blocks`), so that a block is decoded
+        once however many tiles it is split into."""
         shared = not self.runner.capabilities.process_per_worker
         if shared and read_cache >= halo_blocks(self.pipeline):
             return aligned
