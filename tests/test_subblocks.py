@@ -104,3 +104,21 @@ def test_plan_shows_the_sub_blocks_chosen_and_why(tmp_path, monkeypatch):
 def test_a_bad_block_is_refused(tmp_path):
     with pytest.raises(tw.ParameterError, match="block must be a non-negative integer"):
         tw.save(tw.open(np.zeros((8, 8))), tmp_path / "x.npy", block=-1)
+
+
+def test_sub_blocks_are_not_timed_where_their_halos_would_be_recomputed_many_times():
+    """A halo of 300 pixels around sub-blocks of at most 512: they would compute 1.6x the
+    pixels of a 1024 x 1024 box whole, more than sub-blocks can ever win back (MSTP's 2,023
+    pixels made its planning time sub-blocks for 7 s of a 36 s run)."""
+    wide = tw.map(minimum, tw.open(make((2048, 2048), "float32", seed=1)), margin=300,
+                  radius=300)
+    pipeline = Pipeline.of([wide])
+    assert subblocks.recomputed(pipeline, Box((512, 512), (1536, 1536)), 512) > 1.5
+    found = speed.measure(pipeline)
+    assert found.per_pixel == {} and found.side is None
+    assert "sub-blocks would compute 1.6x the pixels, halos recomputed" in found.note
+
+
+def test_sub_blocks_recompute_no_pixels_without_a_halo():
+    pipeline = Pipeline.of([tw.map(np.negative, tw.open(np.zeros((40, 30))))])
+    assert subblocks.recomputed(pipeline, Box((0, 0), (40, 30)), 8) == 1.0

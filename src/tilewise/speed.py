@@ -37,6 +37,10 @@ LEAST_SECONDS = 0.25
 MOST_SHARE = 0.1
 #: A larger sub-block is kept while its time per pixel is within this fraction of the best.
 TIE = 0.05
+#: Sub-blocks whose halos, recomputed, make the chain compute this many times the pixels it
+#: computes on the box whole are not timed: saving at most a third of the time, they cannot
+#: win (MSTP's halo of 2,023 pixels: 3.5x in sub-blocks of 256, timed for 3 s of a 28 s run).
+MOST_RECOMPUTED = 1.5
 #: The thread speed-up is timed over about this many seconds (at least 2 runs, at most 6, of
 #: each of one and two threads): one slow run of two threads, from another process taking a
 #: core for a moment, read as ops holding the GIL and chose processes 25% slower than threads.
@@ -116,14 +120,20 @@ def measure(pipeline: Pipeline, tile: tuple[int, ...] | None = None) -> Speed:
         start = tuple((n - k) // 2 for n, k in zip(shape, size, strict=True))
         return Box(start, tuple(a + k for a, k in zip(start, size, strict=True)))
 
-    if not any(subblocks.splits(pipeline, box_of(BOX_PIXELS[0]), s) for s in candidates):
+    largest = box_of(BOX_PIXELS[0])
+    splitting = [s for s in candidates if subblocks.splits(pipeline, largest, s)]
+    if not splitting:
         return Speed(note="a tile fits one sub-block")
+    least = min(subblocks.recomputed(pipeline, largest, s) for s in splitting)
+    if least > MOST_RECOMPUTED:
+        return Speed(note=f"sub-blocks would compute {least:.1f}x the pixels, halos recomputed")
     first = per_pixel(pipeline)
     work = first * math.prod(shape)
     budget = max(SHARE * work, min(LEAST_SECONDS, MOST_SHARE * work))
     for pixels in BOX_PIXELS:
         box = box_of(pixels)
-        tried = [s for s in candidates if subblocks.splits(pipeline, box, s)]
+        tried = [s for s in candidates if subblocks.splits(pipeline, box, s)
+                 and subblocks.recomputed(pipeline, box, s) <= MOST_RECOMPUTED]
         if 2 * (len(tried) + 1) * box.size * first <= budget:
             break
     else:

@@ -47,6 +47,17 @@ def split(pipeline: Pipeline, box: Box, side: int | None) -> list[Box]:
             for start in itertools.product(*starts)]
 
 
+def recomputed(pipeline: Pipeline, box: Box, side: int | None) -> float:
+    """How many times the pixels the chain computes for `box` whole (every node's region, halos
+    included) its sub-blocks of `side` compute together: what recomputing their halos costs."""
+    return (sum(_computed(pipeline, block) for block in split(pipeline, box, side))
+            / _computed(pipeline, box))
+
+
+def _computed(pipeline: Pipeline, box: Box) -> int:
+    return sum(region.size for region in pipeline.regions(box).values())
+
+
 def compute(pipeline: Pipeline, box: Box, index: tuple[int, ...] | None, side: int | None,
             reads: Mapping[int, np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
     """Every output on its part of the driving tile `box`, computed in sub-blocks of `side`
