@@ -6,6 +6,8 @@ stands."""
 import numpy as np
 import pytest
 import zarr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tilewise as tw
 from tilewise import plan as planning
@@ -49,3 +51,24 @@ def test_the_estimate_counts_every_tiles_halo_and_the_largest_tile(dem):
     # the estimate never asks for fewer tiles than the usual rule.
     small = Pipeline.of([tw.Op(copy, margin=2)(tw.open(dem))])
     assert planning.makespan(small, (512, 1024), 2) < planning.makespan(small, (1024, 1024), 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 5000), st.integers(1, 5000), st.integers(1, 1024))
+def test_an_evened_tile_cuts_as_many_tiles_none_a_sliver(n, k, u):
+    """Same count of tiles, none larger, whole units (or the whole axis), and the last no
+    more than a unit short of the others (the count itself does not change the halo)."""
+    (even,) = planning.evened((n,), (min(k, n),), (u,))
+    count = -(-n // min(k, n))
+    assert -(-n // even) == count and even <= min(k, n)
+    assert even % u == 0 or even == min(k, n)
+    assert n - (count - 1) * even >= even - u * count or count == 1
+
+
+
+def test_workers_share_an_image_that_two_tiles_cut_unevenly(tmp_path):
+    """1800 rows, a halo as wide as the image: one tile per worker, grown in doubling units to
+    1024 rows, was a tile of 1024 and one of 776; evened, two of 900."""
+    image = tw.Op(copy, margin=700)(tw.open(np.zeros((1800, 2048), "float32")))
+    planned = plan(image, tmp_path / "o.npy", memory="4GiB", executor="threads", workers=2)
+    assert len(planned.plan.grid) == 2 and planned.plan.grid.tile[0] == 900
