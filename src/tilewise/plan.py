@@ -279,15 +279,15 @@ def choose(pipeline: Pipeline, *, probe: Probe, unit: tuple[int, ...], budget: i
             size = bigger
         return size
 
-    size = grown(size)
+    size, grain = grown(size), unit
     if write_count is not None:
         strips = [grown(s) for s in _strips(shape, strip_unit or unit, axes)
                   if cost(s) <= left]
         seconds = {s: _seconds(pipeline, s, probe, write_count) for s in [size, *strips]}
         best = min(strips, key=seconds.__getitem__, default=size)
         if seconds[best] < (1 - HALO_GAIN) * seconds[size]:
-            size = best
-    return plan(evened(shape, size, unit))
+            size, grain = best, strip_unit or unit
+    return plan(evened(shape, size, grain))
 
 
 def evened(shape: tuple[int, ...], size: tuple[int, ...], unit: tuple[int, ...]
