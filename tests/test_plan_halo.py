@@ -56,14 +56,13 @@ def test_the_estimate_counts_every_tiles_halo_and_the_largest_tile(dem):
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 5000), st.integers(1, 5000), st.integers(1, 1024))
 def test_an_evened_tile_cuts_as_many_tiles_none_a_sliver(n, k, u):
-    """Same count of tiles, none larger, whole units (or the whole axis), and the last no
-    more than a unit short of the others (the count itself does not change the halo)."""
+    """Same count of tiles, none larger, whole units (or the whole axis), and the last short
+    of the others by less than a unit per tile: no sliver."""
     (even,) = planning.evened((n,), (min(k, n),), (u,))
     count = -(-n // min(k, n))
     assert -(-n // even) == count and even <= min(k, n)
     assert even % u == 0 or even == min(k, n)
     assert n - (count - 1) * even >= even - u * count or count == 1
-
 
 
 def test_workers_share_an_image_that_two_tiles_cut_unevenly(tmp_path):

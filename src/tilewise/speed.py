@@ -39,7 +39,8 @@ MOST_SHARE = 0.1
 TIE = 0.05
 #: Sub-blocks whose halos, recomputed, make the chain compute this many times the pixels it
 #: computes on the box whole are not timed: saving at most a third of the time, they cannot
-#: win (MSTP's halo of 2,023 pixels: 3.5x in sub-blocks of 256, timed for 3 s of a 28 s run).
+#: win (MSTP's halo of 2,023 pixels: 3.5x in sub-blocks of 256 on a 512 x 512 box; timing
+#: such sides took 7 s of a 36 s run).
 MOST_RECOMPUTED = 1.5
 #: The thread speed-up is timed over about this many seconds (at least 2 runs, at most 6, of
 #: each of one and two threads): one slow run of two threads, from another process taking a
